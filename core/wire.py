@@ -1,0 +1,155 @@
+"""The lossless JSON form of events and effects, and its JSON Schema.
+
+One mechanism serves every message type: the dataclass fields and their
+annotations are read once into a small field table, which drives encoding,
+strict decoding (wrong type, missing or unknown field -> :class:`WireError`
+naming the field) and the generated schema. Nothing here does I/O; turning
+the dicts into bytes is the adapter's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Final, TypeVar
+
+from heirline.core.effects import EFFECT_TYPES, Effect
+from heirline.core.errors import WireError
+from heirline.core.events import EVENT_TYPES, Event
+
+#: A JSON value. Kept non-recursive: beartype cannot check recursive aliases yet.
+JsonValue = object
+
+M = TypeVar("M", Event, Effect)
+
+_SCALARS: Final = (str, int, float, bool)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    kinds: tuple[type, ...]  # allowed scalar types; dict for a mapping of scalars
+    optional: bool  # None allowed
+    required: bool  # no default
+
+
+def _field_table(cls: type) -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(cls)
+    table: list[_Field] = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        origin_args = tuple(typing.get_origin(a) or a for a in args)
+        kinds = tuple(a for a in origin_args if a is not type(None))
+        table.append(
+            _Field(
+                name=f.name,
+                kinds=kinds,
+                optional=type(None) in origin_args,
+                required=f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING,
+            )
+        )
+    return tuple(table)
+
+
+_EVENTS: Final[dict[str, type[Event]]] = {cls.type: cls for cls in EVENT_TYPES}
+_EFFECTS: Final[dict[str, type[Effect]]] = {cls.type: cls for cls in EFFECT_TYPES}
+_FIELDS: Final[dict[type, tuple[_Field, ...]]] = {
+    cls: _field_table(cls) for cls in (*EVENT_TYPES, *EFFECT_TYPES)
+}
+
+
+def encode(message: Event | Effect) -> dict[str, JsonValue]:
+    """The JSON object of an event or effect: ``{"type": ..., <fields>}``."""
+    out: dict[str, JsonValue] = {"type": message.type}
+    for f in _FIELDS[type(message)]:
+        value = getattr(message, f.name)
+        out[f.name] = dict(value) if isinstance(value, dict) else value
+    return out
+
+
+def _check(cls: type, f: _Field, value: object) -> object:
+    where = f"{getattr(cls, 'type', cls.__name__)}.{f.name}"
+    if value is None:
+        if f.optional:
+            return None
+        raise WireError(f"{where}: must not be null")
+    if dict in f.kinds:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, _SCALARS)) for k, v in value.items()
+        ):
+            raise WireError(f"{where}: expected an object of scalars, got {value!r}")
+        return dict(value)
+    # bool is an int in Python; JSON keeps them apart and so do we.
+    if isinstance(value, bool) != (bool in f.kinds) or not isinstance(value, f.kinds):
+        names = " or ".join(k.__name__ for k in f.kinds)
+        raise WireError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _decode(data: object, registry: Mapping[str, type[M]], what: str) -> M:
+    if not isinstance(data, Mapping):
+        raise WireError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    tag = data.get("type")
+    cls = registry.get(tag) if isinstance(tag, str) else None
+    if cls is None:
+        known = ", ".join(sorted(registry))
+        raise WireError(f"{what}: unknown type {tag!r} (known: {known})")
+    table = _FIELDS[cls]
+    names = {f.name for f in table}
+    unknown = sorted(set(data) - names - {"type"})
+    if unknown:
+        raise WireError(f"{tag}: unknown field(s) {', '.join(unknown)}")
+    kwargs: dict[str, object] = {}
+    for f in table:
+        if f.name in data:
+            kwargs[f.name] = _check(cls, f, data[f.name])
+        elif f.required:
+            raise WireError(f"{tag}.{f.name}: missing required field")
+    return cls(**kwargs)
+
+
+def decode_event(data: object) -> Event:
+    """The event described by a JSON object; :class:`WireError` if it is not one."""
+    return _decode(data, _EVENTS, "event")
+
+
+def decode_effect(data: object) -> Effect:
+    """The effect described by a JSON object; :class:`WireError` if it is not one."""
+    return _decode(data, _EFFECTS, "effect")
+
+
+_SCHEMA_TYPES: Final[dict[type, str]] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    dict: "object",
+}
+
+
+def message_schema(cls: type[Event] | type[Effect]) -> dict[str, JsonValue]:
+    """The JSON Schema (draft 2020-12) of one message type, derived from its fields."""
+    props: dict[str, JsonValue] = {"type": {"const": cls.type}}
+    required: list[JsonValue] = ["type"]
+    for f in _FIELDS[cls]:
+        names: list[JsonValue] = [_SCHEMA_TYPES[k] for k in f.kinds]
+        if f.optional:
+            names.append("null")
+        prop: dict[str, JsonValue] = {"type": names[0] if len(names) == 1 else names}
+        if dict in f.kinds:
+            prop["additionalProperties"] = {"type": ["string", "number", "boolean", "null"]}
+        props[f.name] = prop
+        if f.required:
+            required.append(f.name)
+    return {
+        "title": cls.__name__,
+        "description": (cls.__doc__ or "").strip().splitlines()[0],
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }

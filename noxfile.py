@@ -1,0 +1,57 @@
+"""Every job runs through nox: `nox -l` lists them, plain `nox` runs tests, typecheck and lint."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.reuse_existing_virtualenvs = False
+
+PYTHON = "3.11"
+
+
+def _install(session: nox.Session, extras: str = "") -> None:
+    """Install heirline non-editable, so tests and mypy see exactly what users get."""
+    session.install(f".{extras}")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Unit, property, exhaustive, scenario and adapter tests with branch coverage >= 90 %."""
+    _install(session, "[test]")
+    session.run(
+        "pytest",
+        "--cov=heirline.core",
+        "--cov=heirline.adapters",
+        "--cov-branch",
+        "--cov-report=term-missing:skip-covered",
+        "--cov-fail-under=90",
+        "-m",
+        "not soak",
+        *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "ci"},
+    )
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the installed package and the tests."""
+    _install(session, "[dev]")
+    session.run("mypy", "--strict", "-p", "heirline.core", "-p", "heirline.adapters")
+    session.run("mypy", "--strict", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: the incident, healed on loopback, then the relink refused."""
+    _install(session)
+    session.run("heirline", "demo", *session.posargs)

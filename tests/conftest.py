@@ -1,0 +1,37 @@
+"""Test-wide setup: beartype on every heirline boundary, and reproducible hypothesis.
+
+``beartype.claw`` must be armed before anything imports ``heirline``; pytest
+loads this conftest before the test modules, so every annotated function and
+dataclass of the package is type-checked at run time in tests (and costs
+nothing in production, where the hook is not installed).
+"""
+
+from __future__ import annotations
+
+import os
+
+from beartype import BeartypeConf
+from beartype.claw import beartype_package
+
+beartype_package("heirline", conf=BeartypeConf())
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+settings.load_profile(PROFILE)
+
+
+def pytest_report_header() -> str:
+    current = settings()
+    seed = "derandomized (fixed seed)" if current.derandomize else "random (see failure blob)"
+    return f"hypothesis profile: {PROFILE}, max_examples={current.max_examples}, seed: {seed}"
