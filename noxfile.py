@@ -55,3 +55,17 @@ def demo(session: nox.Session) -> None:
     """The main job: the incident, healed on loopback, then the relink refused."""
     _install(session)
     session.run("heirline", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios against baselines measured in the same process (see docs/performance.md)."""
+    _install(session)
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The long chaos soak over loopback (bounded in count and time)."""
+    _install(session, "[test]")
+    session.run("pytest", "-m", "soak", "-v", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
