@@ -105,6 +105,8 @@ class ReplyCaptured(Event):
     The origin's self identity is snapshotted (and resolved) now. ``kind`` is the
     operation: ``text``, ``media``, ``group_metadata`` or ``read_receipt``.
     ``deadline_ms`` is absolute; when omitted the engine's default applies.
+    ``message_id`` is the id every transmission of this reply carries (the
+    receiver deduplicates by it); when omitted it is the ``reply_id``.
     """
 
     type: ClassVar[str] = "reply_captured"
@@ -114,6 +116,7 @@ class ReplyCaptured(Event):
     chat: str
     kind: str = "text"
     deadline_ms: int | None = None
+    message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
