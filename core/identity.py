@@ -1,0 +1,315 @@
+"""Self identities, the PN<->LID mapping, and the identity-overlap guard.
+
+A controller's *self identity* is what its socket is logged in as: a
+phone-number JID (``pn``), a linked identity (``lid``) and an E.164 number, any
+of which may be missing. Before a reply captured by one controller may travel
+through its successor, :func:`compare` decides whether both are the same
+account and returns a :class:`Verdict` with a reason; only
+:attr:`VerdictKind.SAME` permits the handoff.
+
+Forms are compared on their *user* part within their domain: ``s.whatsapp.net``,
+``c.us`` and ``hosted`` are all the phone-number domain, ``lid`` and
+``hosted.lid`` the LID domain (see ``docs/identity.md``). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import ClassVar, Final
+
+from heirline.core.errors import JidError, MappingConflictError
+from heirline.core.jid import (
+    HOSTED_LID_SERVER,
+    HOSTED_SERVER,
+    LID_SERVER,
+    PN_SERVER,
+    Jid,
+    e164_from_pn,
+    parse_e164,
+    parse_jid,
+)
+
+#: The identity forms, in the order verdicts list them.
+FORMS: Final = ("pn", "lid", "e164")
+
+
+def _self_jid(jid: Jid, role: str) -> Jid:
+    """Check that ``jid`` may be the ``role`` ("pn" or "lid") of a self identity; normalize it."""
+    if not (jid.is_pn or jid.is_lid):
+        raise JidError(f"{jid} is a {jid.server} JID; it is never a self identity")
+    if role == "pn" and jid.is_lid:
+        raise JidError(f"{jid} is a LID, but was given as the phone-number JID")
+    if role == "lid" and jid.is_pn:
+        raise JidError(f"{jid} is a phone-number JID, but was given as the LID")
+    return jid.normalized
+
+
+def _e164_or_none(pn: Jid) -> str | None:
+    try:
+        return e164_from_pn(pn)
+    except JidError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SelfIdentity:
+    """What a socket is logged in as; any form may be missing.
+
+    Constructing one validates it: ``pn`` must be a phone-number JID, ``lid`` a
+    LID (both are stored normalized: device and agent dropped, ``c.us`` ->
+    ``s.whatsapp.net``), ``e164`` a valid E.164 number that agrees with ``pn``.
+    Violations raise :class:`JidError`.
+    """
+
+    pn: Jid | None = None
+    lid: Jid | None = None
+    e164: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pn is not None:
+            object.__setattr__(self, "pn", _self_jid(self.pn, "pn"))
+        if self.lid is not None:
+            object.__setattr__(self, "lid", _self_jid(self.lid, "lid"))
+        if self.e164 is not None:
+            e164 = parse_e164(self.e164)
+            object.__setattr__(self, "e164", e164)
+            if self.pn is not None and _e164_or_none(self.pn) != e164:
+                raise JidError(f"E.164 {e164} does not match the phone-number JID {self.pn}")
+
+    @property
+    def authenticated(self) -> bool:
+        """True when at least one form is present (the socket is logged in as someone)."""
+        return self.pn is not None or self.lid is not None or self.e164 is not None
+
+    @classmethod
+    def parse(
+        cls, pn: str | None = None, lid: str | None = None, e164: str | None = None
+    ) -> SelfIdentity:
+        """Build a self identity from the strings a channel shows; None means "absent".
+
+        An empty or malformed string is an error, never "absent".
+        """
+        return cls(
+            pn=None if pn is None else parse_jid(pn),
+            lid=None if lid is None else parse_jid(lid),
+            e164=e164,
+        )
+
+    def describe(self) -> str:
+        """A short human form for logs, e.g. ``pn=4915...@s.whatsapp.net lid=123@lid``."""
+        parts = [f"{name}={value}" for name, value in self._forms() if value is not None]
+        return " ".join(parts) if parts else "unauthenticated"
+
+    def _forms(self) -> tuple[tuple[str, Jid | str | None], ...]:
+        return (("pn", self.pn), ("lid", self.lid), ("e164", self.e164))
+
+    def _keys(self) -> dict[str, str]:
+        """Comparison key of each present form: the user part for JIDs, the number for E.164."""
+        keys: dict[str, str] = {}
+        if self.pn is not None:
+            keys["pn"] = self.pn.user
+        if self.lid is not None:
+            keys["lid"] = self.lid.user
+        if self.e164 is not None:
+            keys["e164"] = self.e164
+        return keys
+
+
+#: The identity of a socket that is not logged in.
+UNAUTHENTICATED: Final = SelfIdentity()
+
+
+def _mapping_user(text: str, role: str) -> str:
+    """The user of one side of a mapping pair: a bare numeric user or a JID of the right domain."""
+    if "@" in text:
+        jid = parse_jid(text)
+        if role == "pn" and not jid.is_pn:
+            raise JidError(f"{text!r} was given as a phone number but is not a phone-number JID")
+        if role == "lid" and not jid.is_lid:
+            raise JidError(f"{text!r} was given as a LID but is not a LID JID")
+        return jid.user
+    if not (text.isascii() and text.isdigit()):
+        raise JidError(f"{role} user {text!r} must be ASCII digits (or a {role} JID)")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class LidMapping:
+    """An immutable, consistent PN-user <-> LID-user mapping (one-to-one).
+
+    ``pairs`` holds canonical ``(pn_user, lid_user)`` pairs, sorted and without
+    repeats. Constructing one accepts users or JIDs; one LID claimed by two phone
+    numbers (or the reverse) raises :class:`MappingConflictError` naming both pairs.
+    """
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    _by_pn: Mapping[str, str] = field(init=False, repr=False, compare=False, hash=False)
+    _by_lid: Mapping[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    EMPTY: ClassVar[LidMapping]
+
+    def __post_init__(self) -> None:
+        by_pn: dict[str, str] = {}
+        by_lid: dict[str, str] = {}
+        for raw_pn, raw_lid in self.pairs:
+            pn, lid = _mapping_user(raw_pn, "pn"), _mapping_user(raw_lid, "lid")
+            known_lid = by_pn.get(pn)
+            if known_lid is not None and known_lid != lid:
+                raise MappingConflictError(
+                    f"pair (pn={pn}, lid={lid}) contradicts pair (pn={pn}, lid={known_lid}): "
+                    f"phone number {pn} is claimed by two LIDs"
+                )
+            known_pn = by_lid.get(lid)
+            if known_pn is not None and known_pn != pn:
+                raise MappingConflictError(
+                    f"pair (pn={pn}, lid={lid}) contradicts pair (pn={known_pn}, lid={lid}): "
+                    f"LID {lid} is claimed by two phone numbers"
+                )
+            by_pn[pn] = lid
+            by_lid[lid] = pn
+        object.__setattr__(self, "pairs", tuple(sorted(by_pn.items())))
+        object.__setattr__(self, "_by_pn", MappingProxyType(by_pn))
+        object.__setattr__(self, "_by_lid", MappingProxyType(by_lid))
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> LidMapping:
+        """Build a mapping from ``(pn, lid)`` pairs (users or JIDs); an identical repeat is fine."""
+        return cls(tuple(pairs))
+
+    @classmethod
+    def empty(cls) -> LidMapping:
+        """The mapping that knows nothing (resolution then fills only E.164 <-> PN)."""
+        return EMPTY_MAPPING
+
+    def with_pair(self, pn: str, lid: str) -> LidMapping:
+        """A new mapping with one more pair; same conflict rule as :meth:`from_pairs`."""
+        return LidMapping((*self.pairs, (pn, lid)))
+
+    def lid_for(self, pn_user: str) -> str | None:
+        """The LID user mapped to this phone-number user, or None."""
+        return self._by_pn.get(pn_user)
+
+    def pn_for(self, lid_user: str) -> str | None:
+        """The phone-number user mapped to this LID user, or None."""
+        return self._by_lid.get(lid_user)
+
+    def __len__(self) -> int:
+        """The number of pairs."""
+        return len(self.pairs)
+
+
+#: The mapping that knows nothing.
+EMPTY_MAPPING: Final = LidMapping()
+LidMapping.EMPTY = EMPTY_MAPPING
+
+
+def resolve(identity: SelfIdentity, mapping: LidMapping) -> SelfIdentity:
+    """Fill the missing forms of ``identity``: E.164 -> PN, PN -> LID, LID -> PN, PN -> E.164.
+
+    Only missing forms are filled, never overwritten, so a contradiction between
+    the identity and the mapping stays visible to :func:`compare`. Idempotent.
+    """
+    pn, lid, e164 = identity.pn, identity.lid, identity.e164
+    if pn is None and e164 is not None:
+        pn = Jid(e164[1:], PN_SERVER)
+    if lid is None and pn is not None:
+        lid_user = mapping.lid_for(pn.user)
+        if lid_user is not None:
+            lid = Jid(lid_user, HOSTED_LID_SERVER if pn.server == HOSTED_SERVER else LID_SERVER)
+    if pn is None and lid is not None:
+        pn_user = mapping.pn_for(lid.user)
+        if pn_user is not None:
+            pn = Jid(pn_user, HOSTED_SERVER if lid.server == HOSTED_LID_SERVER else PN_SERVER)
+    if e164 is None and pn is not None:
+        e164 = _e164_or_none(pn)
+    if (pn, lid, e164) == (identity.pn, identity.lid, identity.e164):
+        return identity
+    return SelfIdentity(pn, lid, e164)
+
+
+class VerdictKind(StrEnum):
+    """The four outcomes of the identity-overlap guard."""
+
+    SAME = "same"
+    DIFFERENT = "different"
+    CONFLICTING = "conflicting"
+    NOT_COMPARABLE = "not_comparable"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The guard's answer with its evidence: which forms matched, which contradicted, and why."""
+
+    kind: VerdictKind
+    matched: tuple[str, ...]
+    contradicted: tuple[str, ...]
+    reason: str
+
+    @property
+    def permits_handoff(self) -> bool:
+        """Only a "same" verdict lets a successor carry the original's reply."""
+        return self.kind is VerdictKind.SAME
+
+
+def _joined(forms: Iterable[str]) -> str:
+    return ", ".join(forms)
+
+
+def compare(
+    original: SelfIdentity, successor: SelfIdentity, mapping: LidMapping = EMPTY_MAPPING
+) -> Verdict:
+    """Decide whether ``successor`` is the same account as ``original``.
+
+    Both sides are first resolved through ``mapping``; then each form present on
+    both sides is either matched (equal user / number) or contradicted:
+
+    * same: at least one matched, none contradicted;
+    * different: some contradicted, none matched (relinked to another number);
+    * conflicting: some matched and some contradicted (fail closed);
+    * not comparable: a side is unauthenticated, or no form is present on both.
+
+    Symmetric in kind, matched and contradicted (the reason names the sides).
+    """
+    unauthenticated = [
+        side
+        for side, identity in (("original", original), ("successor", successor))
+        if not identity.authenticated
+    ]
+    if unauthenticated:
+        who = " and ".join(unauthenticated)
+        verb = "is" if len(unauthenticated) == 1 else "are"
+        return Verdict(
+            VerdictKind.NOT_COMPARABLE, (), (), f"not comparable: {who} {verb} unauthenticated"
+        )
+    left = resolve(original, mapping)._keys()
+    right = resolve(successor, mapping)._keys()
+    shared = [form for form in FORMS if form in left and form in right]
+    matched = tuple(form for form in shared if left[form] == right[form])
+    contradicted = tuple(form for form in shared if left[form] != right[form])
+    if matched and contradicted:
+        return Verdict(
+            VerdictKind.CONFLICTING,
+            matched,
+            contradicted,
+            f"conflicting identity: {_joined(matched)} matched but {_joined(contradicted)} "
+            "contradicted (corrupt or spoofed state; fail closed)",
+        )
+    if matched:
+        return Verdict(VerdictKind.SAME, matched, (), f"same identity: {_joined(matched)} matched")
+    if contradicted:
+        return Verdict(
+            VerdictKind.DIFFERENT,
+            (),
+            contradicted,
+            f"different identity: {_joined(contradicted)} differ (relinked to another account?)",
+        )
+    return Verdict(
+        VerdictKind.NOT_COMPARABLE,
+        (),
+        (),
+        f"not comparable: no form present on both sides (original has {_joined(left)}; "
+        f"successor has {_joined(right)})",
+    )
