@@ -1,0 +1,392 @@
+"""The socket surface heirline needs from a chat client, and its loopback implementation.
+
+A :class:`Transport` is what a real client library implements (Baileys through
+the Node binding, a Python WhatsApp library) and what the runtime adapter
+drives: it turns the engine's ``OpenSocket`` / ``CloseSocket`` / ``Transmit``
+effects into :meth:`Transport.open`, :meth:`Transport.close` and
+:meth:`Transport.send`, and turns the :class:`TransportCallbacks` back into
+``SocketOpened`` / ``SocketClosed`` / ``TransmitAcked`` / ``TransmitFailed``
+events. No decision lives here.
+
+Contract (every implementation):
+
+* A socket is named by ``(account, generation)`` and is single-use, as in
+  Baileys: once closed it never reopens; the next generation opens a new one.
+* ``open`` only starts connecting. Exactly one of these follows: ``on_open``
+  (then, later, exactly one ``on_close``), or ``on_close`` directly (the
+  connection or login failed).
+* ``send`` never raises for channel trouble. Every call ends in exactly one
+  ``on_ack`` or ``on_send_failed``. ``io_started`` is ``False`` only when no
+  byte of the message left the process (socket unknown, not open, closed);
+  once the frame may have been written it is ``True``, because the receiver
+  may or may not have it.
+* ``close`` closes the socket and reports ``on_close`` with the status it was
+  given (as Baileys' ``sock.end(error)`` surfaces that error's status code in
+  ``connection.update``); sends still waiting for their ack fail with
+  ``io_started=True``.
+
+Callbacks are plain synchronous methods, called on the event loop thread.
+
+:class:`ChannelTransport` implements the contract over TCP against the
+reference server in :mod:`heirline.adapters.channel`: one TCP connection per
+socket, newline-delimited JSON frames (see ``docs/channel-server.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "STATUS_CONNECTION_CLOSED",
+    "STATUS_TIMED_OUT",
+    "ChannelTransport",
+    "Transport",
+    "TransportCallbacks",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Largest frame (one line, newline included) either side accepts.
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+#: Baileys ``DisconnectReason.timedOut``: reported when connecting or logging in times out.
+STATUS_TIMED_OUT = 408
+#: Baileys ``DisconnectReason.connectionClosed``: the status a send on a closed socket carries.
+STATUS_CONNECTION_CLOSED = 428
+
+
+@runtime_checkable
+class TransportCallbacks(Protocol):
+    """What a :class:`Transport` reports. Called synchronously on the event loop."""
+
+    def on_open(
+        self, account: str, generation: int, pn: str | None, lid: str | None, e164: str | None
+    ) -> None:
+        """The socket is open and logged in as this self identity (any form may be missing)."""
+
+    def on_close(self, account: str, generation: int, status: int | None) -> None:
+        """The socket is closed for good, with the channel's status code if it gave one."""
+
+    def on_ack(self, account: str, generation: int, message_id: str) -> None:
+        """The channel acknowledged ``message_id`` sent through this socket."""
+
+    def on_send_failed(
+        self, account: str, generation: int, message_id: str, io_started: bool, error: str
+    ) -> None:
+        """The send of ``message_id`` did not complete (``io_started``: it may have arrived)."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """The socket operations heirline needs; outcomes arrive through :class:`TransportCallbacks`."""
+
+    async def open(self, account: str, generation: int) -> None:
+        """Start connecting a fresh socket for ``(account, generation)``."""
+
+    async def send(
+        self,
+        account: str,
+        generation: int,
+        message_id: str,
+        chat: str,
+        kind: str,
+        payload: str,
+    ) -> None:
+        """Send one message with a stable id; never raises for channel trouble."""
+
+    async def close(self, account: str, generation: int, status: int | None) -> None:
+        """Close the socket, reporting ``status`` through ``on_close``."""
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    account: str
+    generation: int
+    task: asyncio.Task[None] | None = None
+    writer: asyncio.StreamWriter | None = None
+    is_open: bool = False
+    finished: bool = False
+    close_requested: bool = False
+    close_status: int | None = None
+    pending: dict[str, int] = field(default_factory=dict)
+
+
+class ChannelTransport:
+    """:class:`Transport` over TCP to a :class:`~heirline.adapters.channel.ChannelServer`.
+
+    One TCP connection per ``(account, generation)``. Use ``async with`` (or
+    :meth:`aclose`) so that no connection or task outlives the transport.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        callbacks: TransportCallbacks,
+        *,
+        host: str = "127.0.0.1",
+        connect_timeout: float = 5.0,
+        login_timeout: float = 5.0,
+        write_timeout: float = 5.0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        self._host = host
+        self._port = port
+        self._callbacks = callbacks
+        self._connect_timeout = connect_timeout
+        self._login_timeout = login_timeout
+        self._write_timeout = write_timeout
+        self._max_line_bytes = max_line_bytes
+        self._sockets: dict[tuple[str, int], _Socket] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> ChannelTransport:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def is_open(self, account: str, generation: int) -> bool:
+        """True while that socket is logged in and not closed."""
+        sock = self._sockets.get((account, generation))
+        return sock is not None and sock.is_open and not sock.finished
+
+    async def open(self, account: str, generation: int) -> None:
+        key = (account, generation)
+        if self._closed:
+            raise RuntimeError("transport is closed")
+        if key in self._sockets:
+            raise ValueError(f"socket {account}#{generation} is already open or opening")
+        sock = _Socket(account, generation)
+        self._sockets[key] = sock
+        sock.task = asyncio.get_running_loop().create_task(
+            self._run(sock), name=f"heirline-transport-{account}#{generation}"
+        )
+
+    async def send(
+        self,
+        account: str,
+        generation: int,
+        message_id: str,
+        chat: str,
+        kind: str,
+        payload: str,
+    ) -> None:
+        sock = self._sockets.get((account, generation))
+        writer = None if sock is None else sock.writer
+        if sock is None or writer is None or not sock.is_open or sock.finished:
+            self._safe_call(
+                "on_send_failed",
+                account,
+                generation,
+                message_id,
+                False,
+                f"connection closed ({STATUS_CONNECTION_CLOSED}): no open socket",
+            )
+            return
+        if writer.is_closing():
+            self._safe_call(
+                "on_send_failed",
+                account,
+                generation,
+                message_id,
+                False,
+                f"connection closed ({STATUS_CONNECTION_CLOSED}): socket is closing",
+            )
+            return
+        frame = {"t": "send", "id": message_id, "chat": chat, "kind": kind, "payload": payload}
+        sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
+        try:
+            writer.write(orjson.dumps(frame) + b"\n")
+            await asyncio.wait_for(writer.drain(), self._write_timeout)
+        except (OSError, TimeoutError) as exc:
+            self._fail_one(sock, message_id, f"write failed: {exc!r}")
+            writer.close()
+
+    async def close(self, account: str, generation: int, status: int | None) -> None:
+        sock = self._sockets.get((account, generation))
+        if sock is None or sock.finished:
+            return
+        sock.close_requested = True
+        sock.close_status = status
+        if sock.writer is not None:
+            sock.writer.close()
+        elif sock.task is not None:
+            sock.task.cancel()
+        await self._await_socket(sock)
+
+    async def aclose(self) -> None:
+        """Close every socket (each reports ``on_close(None)``) and wait for their tasks."""
+        self._closed = True
+        for sock in list(self._sockets.values()):
+            await self.close(sock.account, sock.generation, None)
+
+    async def _await_socket(self, sock: _Socket) -> None:
+        task = sock.task
+        if task is None or task is asyncio.current_task():
+            return
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), self._connect_timeout)
+        if not task.done():  # pragma: no cover - the socket task ignored its close
+            task.cancel()
+
+    async def _run(self, sock: _Socket) -> None:
+        status: int | None = None
+        try:
+            status = await self._connect_and_serve(sock)
+        except asyncio.CancelledError:
+            if not sock.close_requested:
+                raise
+        finally:
+            if sock.close_requested:
+                status = sock.close_status
+            self._finish(sock, status)
+
+    async def _connect_and_serve(self, sock: _Socket) -> int | None:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self._host, self._port, limit=self._max_line_bytes),
+                self._connect_timeout,
+            )
+        except TimeoutError:
+            return STATUS_TIMED_OUT
+        except OSError as exc:
+            _log.info("connect %s#%s failed: %r", sock.account, sock.generation, exc)
+            return None
+        sock.writer = writer
+        if sock.close_requested:  # pragma: no cover - close() raced the connect
+            return sock.close_status
+        login = {"t": "login", "account": sock.account, "generation": sock.generation}
+        try:
+            writer.write(orjson.dumps(login) + b"\n")
+            first = await asyncio.wait_for(self._read_frame(reader), self._login_timeout)
+        except TimeoutError:
+            return STATUS_TIMED_OUT
+        except OSError:
+            return None
+        if first is None:
+            return None
+        if first.get("t") != "ready":
+            return _status_of(first)
+        sock.is_open = True
+        self._safe_call(
+            "on_open",
+            sock.account,
+            sock.generation,
+            _opt_str(first.get("pn")),
+            _opt_str(first.get("lid")),
+            _opt_str(first.get("e164")),
+        )
+        return await self._serve(sock, reader)
+
+    async def _serve(self, sock: _Socket, reader: asyncio.StreamReader) -> int | None:
+        while True:
+            try:
+                frame = await self._read_frame(reader)
+            except OSError:
+                return None
+            if frame is None:
+                return None
+            kind = frame.get("t")
+            if kind == "ack":
+                self._ack(sock, frame.get("id"))
+            elif kind == "closed":
+                return _status_of(frame)
+            elif kind == "error":
+                message = str(frame.get("message", "error"))
+                message_id = frame.get("id")
+                if isinstance(message_id, str):
+                    self._fail_one(sock, message_id, f"server refused: {message}")
+                else:
+                    _log.warning(
+                        "server error on %s#%s: %s", sock.account, sock.generation, message
+                    )
+            else:
+                _log.warning("ignored frame %r on %s#%s", kind, sock.account, sock.generation)
+
+    async def _read_frame(self, reader: asyncio.StreamReader) -> Mapping[str, Any] | None:
+        """The next JSON object frame, or ``None`` at end of stream; skips what is not one."""
+        for _ in range(1_000_000):  # bounded: a frame or EOF comes long before
+            try:
+                line = await reader.readline()
+            except ValueError:  # over the line limit: the stream cannot be resynchronised
+                return None
+            if not line:
+                return None
+            try:
+                frame = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                _log.warning("ignored non-JSON line from server")
+                continue
+            if isinstance(frame, dict):
+                return frame
+        return None  # pragma: no cover
+
+    def _ack(self, sock: _Socket, message_id: object) -> None:
+        if not isinstance(message_id, str) or sock.pending.get(message_id, 0) <= 0:
+            _log.warning("unexpected ack %r on %s#%s", message_id, sock.account, sock.generation)
+            return
+        self._take_pending(sock, message_id)
+        self._safe_call("on_ack", sock.account, sock.generation, message_id)
+
+    def _fail_one(self, sock: _Socket, message_id: str, error: str) -> None:
+        if sock.pending.get(message_id, 0) <= 0:
+            return
+        self._take_pending(sock, message_id)
+        self._safe_call("on_send_failed", sock.account, sock.generation, message_id, True, error)
+
+    @staticmethod
+    def _take_pending(sock: _Socket, message_id: str) -> None:
+        left = sock.pending[message_id] - 1
+        if left:
+            sock.pending[message_id] = left
+        else:
+            del sock.pending[message_id]
+
+    def _finish(self, sock: _Socket, status: int | None) -> None:
+        if sock.finished:  # pragma: no cover - _run finishes once
+            return
+        sock.finished = True
+        sock.is_open = False
+        if sock.writer is not None:
+            sock.writer.close()
+        pending, sock.pending = sock.pending, {}
+        for message_id, count in pending.items():
+            for _ in range(count):
+                self._safe_call(
+                    "on_send_failed",
+                    sock.account,
+                    sock.generation,
+                    message_id,
+                    True,
+                    f"connection closed (status {status}) before the ack",
+                )
+        if self._sockets.get((sock.account, sock.generation)) is sock:
+            del self._sockets[(sock.account, sock.generation)]
+        self._safe_call("on_close", sock.account, sock.generation, status)
+
+    def _safe_call(self, name: str, *args: object) -> None:
+        """Call one callback; a callback that raises is logged, never kills the socket task."""
+        try:
+            getattr(self._callbacks, name)(*args)
+        except Exception:
+            _log.exception("transport callback %s raised", name)
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _status_of(frame: Mapping[str, Any]) -> int | None:
+    status = frame.get("status")
+    if isinstance(status, int) and not isinstance(status, bool):
+        return status
+    return None
