@@ -15,7 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from heirline.core.backoff import BackoffConfig, retry_delay_ms
-from heirline.core.effects import CancelTimer, CloseSocket, Effect, Log, OpenSocket, StartTimer
+from heirline.core.effects import (
+    CancelTimer,
+    CloseSocket,
+    Effect,
+    Log,
+    LogValue,
+    OpenSocket,
+    StartTimer,
+)
 from heirline.core.machine import MachineSpec, Transition
 from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, StatusPolicy
 
@@ -164,14 +172,14 @@ class Controller:
         """Whether the controller has an open, usable socket."""
         return self.state == OPEN
 
-    def _log(self, level: str, code: str, message: str, **fields: int | str | None) -> Log:
+    def _log(self, level: str, code: str, message: str, **fields: LogValue) -> Log:
         return Log(
             level=level,
             code=code,
             message=message,
             account=self.account,
             generation=self.generation,
-            fields=dict(fields),
+            fields=fields,
         )
 
     def _open(self) -> OpenSocket:
