@@ -182,15 +182,15 @@ class ChaosConfig:
     """
 
     seed: int = 0
-    close_probability: float = 0.1
+    close_probability: float | int = 0.1
     statuses: tuple[int, ...] = DEFAULT_CHAOS_STATUSES
     ack_delay_ms: tuple[int, int] = (0, 0)
-    drop_probability: float = 0.0
-    relink_probability: float = 0.0
-    send_drop_probability: float = 0.0
+    drop_probability: float | int = 0.0
+    relink_probability: float | int = 0.0
+    send_drop_probability: float | int = 0.0
     tick_ms: int = 50
     max_events: int = 100
-    max_seconds: float = 10.0
+    max_seconds: float | int = 10.0
 
     def __post_init__(self) -> None:
         probabilities = (
@@ -324,6 +324,7 @@ class _Connection:
     account: str | None = None
     identity: Identity | None = None
     closed: bool = False
+    closed_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class ChannelServer:
@@ -337,7 +338,7 @@ class ChannelServer:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_connections: int = 1024,
         replace_on_login: bool = False,
-        write_timeout: float = 5.0,
+        write_timeout: float | int = 5.0,
         chaos: ChaosConfig | None = None,
         record_limit: int = 10_000,
     ) -> None:
@@ -404,12 +405,14 @@ class ChannelServer:
         await self.stop_chaos()
         tasks = []
         for conn in list(self._connections.values()):
+            # Closing wakes the handler (EOF, or an ack delay cut short); it then returns.
             self._close_connection(conn, None)
             if conn.task is not None and conn.task is not asyncio.current_task():
-                conn.task.cancel()
                 tasks.append(conn.task)
         if tasks:
-            await asyncio.wait(tasks, timeout=self._write_timeout)
+            _, stuck = await asyncio.wait(tasks, timeout=self._write_timeout)
+            for task in stuck:  # pragma: no cover - a handler ignored its closed connection
+                task.cancel()
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), self._write_timeout)
@@ -511,7 +514,7 @@ class ChannelServer:
     def chaos_running(self) -> bool:
         return self._chaos_task is not None and not self._chaos_task.done()
 
-    async def wait_chaos(self, timeout: float) -> tuple[ChaosEvent, ...]:
+    async def wait_chaos(self, timeout: float | int) -> tuple[ChaosEvent, ...]:
         """Wait (at most ``timeout`` s) for the chaos loop to stop by itself."""
         task = self._chaos_task
         if task is not None:
@@ -683,8 +686,9 @@ class ChannelServer:
             self._ack_delay_ms if acct is None or acct.ack_delay_ms is None else acct.ack_delay_ms
         )
         delay = max(base, chaos.ack_delay_ms)
-        if delay:
-            await asyncio.sleep(delay / 1000)
+        if delay:  # cut short when the connection closes (chaos, API or stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.closed_event.wait(), delay / 1000)
         await self._write(conn, {"t": "ack", "id": message_id})
 
     async def _send_error(
@@ -710,6 +714,7 @@ class ChannelServer:
         if conn.closed:
             return 0
         conn.closed = True
+        conn.closed_event.set()
         if conn.account is not None:
             acct = self._accounts.get(conn.account)
             if acct is not None:

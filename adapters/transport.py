@@ -131,9 +131,9 @@ class ChannelTransport:
         callbacks: TransportCallbacks,
         *,
         host: str = "127.0.0.1",
-        connect_timeout: float = 5.0,
-        login_timeout: float = 5.0,
-        write_timeout: float = 5.0,
+        connect_timeout: float | int = 5.0,
+        login_timeout: float | int = 5.0,
+        write_timeout: float | int = 5.0,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         if not 0 < port < 65536:
@@ -183,25 +183,17 @@ class ChannelTransport:
         sock = self._sockets.get((account, generation))
         writer = None if sock is None else sock.writer
         if sock is None or writer is None or not sock.is_open or sock.finished:
-            self._safe_call(
-                "on_send_failed",
-                account,
-                generation,
-                message_id,
-                False,
-                f"connection closed ({STATUS_CONNECTION_CLOSED}): no open socket",
-            )
+            why = "no open socket"
+        elif writer.is_closing():
+            why = "socket is closing"
+        else:
+            why = ""
+        if why:  # nothing was written: the caller may safely try elsewhere
+            error = f"connection closed ({STATUS_CONNECTION_CLOSED}): {why}"
+            self._safe_call("on_send_failed", account, generation, message_id, False, error)
             return
-        if writer.is_closing():
-            self._safe_call(
-                "on_send_failed",
-                account,
-                generation,
-                message_id,
-                False,
-                f"connection closed ({STATUS_CONNECTION_CLOSED}): socket is closing",
-            )
-            return
+        assert sock is not None
+        assert writer is not None
         frame = {"t": "send", "id": message_id, "chat": chat, "kind": kind, "payload": payload}
         sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
         try:
@@ -222,6 +214,8 @@ class ChannelTransport:
         elif sock.task is not None:
             sock.task.cancel()
         await self._await_socket(sock)
+        if not sock.finished:  # the task was cancelled before it ever ran
+            self._finish(sock, status)
 
     async def aclose(self) -> None:
         """Close every socket (each reports ``on_close(None)``) and wait for their tasks."""
