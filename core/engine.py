@@ -376,7 +376,7 @@ class Engine:
 
     def _on_watchdog(self, ev: WatchdogSilence, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
-        return ctl.controller.watchdog(now)
+        return ctl.controller.watchdog(now, ev.silent_ms)
 
     def _on_timer(self, ev: TimerFired, now: int) -> list[Effect]:
         key = ev.key
