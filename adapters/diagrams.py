@@ -12,10 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from heirline.core.delivery import DELIVERY
 from heirline.core.lifecycle import LIFECYCLE
 from heirline.core.machine import MachineSpec
 
-SPECS: dict[str, MachineSpec] = {"lifecycle": LIFECYCLE}
+SPECS: dict[str, MachineSpec] = {"lifecycle": LIFECYCLE, "delivery": DELIVERY}
 """Every machine whose diagram is checked into ``docs/diagrams/``, by file stem."""
 
 REGENERATE = "python -m heirline.adapters.diagrams"
