@@ -1,0 +1,528 @@
+"""``heirline serve --stdio``: the engine over JSON lines, for hosts in any language.
+
+One JSON object per line in, exactly one JSON object per line out, in order
+(see ``docs/protocol.md``; the schemas are in ``docs/protocol/``):
+
+* the host's first line is the handshake
+  ``{"hello": {"protocol": 1, "seed": 7, "clock": "host", "config": {...}, "mapping": [...]}}``
+  and the answer is ``{"hello": {"protocol": 1, "heirline": "<version>", "clock": "host"}}``;
+* every later line is ``{"id": <int|string, optional>, "now": <ms>, "event": {...}}`` and the
+  answer is ``{"id": ..., "effects": [...]}`` -- or, for a line that cannot be used,
+  ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``.
+
+Bad input never ends the session and never touches the engine's state. EOF
+ends it: exit status 0 and a one-line summary on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import random
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import IO, Any, Final
+
+import orjson
+
+from heirline.core.backoff import BackoffConfig
+from heirline.core.effects import Effect, Rejected
+from heirline.core.engine import Engine, EngineConfig
+from heirline.core.errors import HeirlineError, WireError
+from heirline.core.events import EVENT_TYPES
+from heirline.core.health import HealthConfig
+from heirline.core.identity import LidMapping
+from heirline.core.lifecycle import LifecycleConfig
+from heirline.core.wire import JsonValue, decode_event, encode
+
+PROTOCOL: Final = 1
+"""The protocol version this server speaks."""
+
+SUPPORTED_PROTOCOLS: Final = frozenset({1})
+"""Every protocol version a host may ask for in its hello."""
+
+MAX_LINE_BYTES: Final = 1 << 20
+"""The longest input line accepted (1 MiB, newline excluded); longer ones get ``line_too_long``."""
+
+CLOCKS: Final = ("host", "monotonic")
+"""Clock modes: the host passes ``now`` on every line, or the server stamps ms since the hello."""
+
+ENVELOPE_KEYS: Final = frozenset({"id", "now", "event"})
+HELLO_KEYS: Final = frozenset({"protocol", "seed", "clock", "config", "mapping"})
+
+_EVENT_TAGS: Final = frozenset(cls.type for cls in EVENT_TYPES)
+_CHUNK: Final = 1 << 16
+
+#: Error codes of error lines (stable; documented in docs/protocol.md).
+ERROR_CODES: Final = (
+    "not_json",
+    "not_object",
+    "empty_line",
+    "line_too_long",
+    "hello_required",
+    "bad_hello",
+    "unsupported_protocol",
+    "duplicate_hello",
+    "bad_envelope",
+    "bad_now",
+    "now_backwards",
+    "unknown_event_type",
+    "bad_event",
+    "internal_error",
+)
+
+
+def version() -> str:
+    """The installed heirline version (``0+unknown`` when not installed)."""
+    try:
+        return importlib.metadata.version("heirline")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - always installed
+        return "0+unknown"
+
+
+class ProtocolError(HeirlineError, ValueError):
+    """One input line cannot be used; ``code`` is the stable error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ------------------------------------------------------------------ config
+
+
+#: The sections of the hello's ``config`` object, each generated from one config dataclass.
+CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
+_ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the sections
+
+
+def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
+    """JSON type names of a config field annotation, and whether it is a list of strings."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    names: list[str] = []
+    is_list = False
+    for arg in args:
+        origin = typing.get_origin(arg) or arg
+        if arg is type(None):
+            names.append("null")
+        elif origin is bool:
+            names.append("boolean")
+        elif origin is int:
+            names.append("integer")
+        elif origin is float:
+            names.append("number")
+        elif origin in (frozenset, tuple, list):
+            names.append("array")
+            is_list = True
+        else:  # pragma: no cover - a new config field type needs a JSON form first
+            raise TypeError(f"no JSON form for config type {hint!r}")
+    return tuple(names), is_list
+
+
+def _config_fields(cls: type) -> list[tuple[str, tuple[str, ...], bool]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if cls is EngineConfig and f.name in _ENGINE_SKIP:
+            continue
+        kinds, is_list = _json_kinds(hints[f.name])
+        out.append((f.name, kinds, is_list))
+    return out
+
+
+def _section_schema(cls: type) -> dict[str, JsonValue]:
+    props: dict[str, JsonValue] = {}
+    for name, kinds, is_list in _config_fields(cls):
+        prop: dict[str, JsonValue] = {"type": kinds[0] if len(kinds) == 1 else list(kinds)}
+        if is_list:
+            prop["items"] = {"type": "string"}
+        props[name] = prop
+    return {
+        "type": "object",
+        "description": (cls.__doc__ or "").strip().splitlines()[0],
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def config_schema() -> dict[str, JsonValue]:
+    """The JSON Schema of the hello's ``config``, generated from the config dataclasses."""
+    schema = _section_schema(EngineConfig)
+    props = schema["properties"]
+    assert isinstance(props, dict)
+    for section, cls in CONFIG_SECTIONS.items():
+        props[section] = _section_schema(cls)
+    return schema
+
+
+def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
+    if value is None:
+        return "null" in kinds
+    if isinstance(value, bool):
+        return "boolean" in kinds
+    if isinstance(value, int):
+        return "integer" in kinds or "number" in kinds
+    if isinstance(value, float):
+        return "number" in kinds
+    if isinstance(value, list):
+        return "array" in kinds and all(isinstance(v, str) for v in value)
+    return False
+
+
+def _build(cls: type, data: object, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_hello", f"{where}: expected an object")
+    table = {name: (kinds, is_list) for name, kinds, is_list in _config_fields(cls)}
+    unknown = sorted(
+        set(data) - set(table) - (set(CONFIG_SECTIONS) if cls is EngineConfig else set())
+    )
+    if unknown:
+        raise ProtocolError(
+            "bad_hello",
+            f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(table)})",
+        )
+    kwargs: dict[str, object] = {}
+    for name, (kinds, is_list) in table.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if not _json_type_ok(value, kinds):
+            raise ProtocolError(
+                "bad_hello", f"{where}.{name}: expected {' or '.join(kinds)}, got {value!r}"
+            )
+        kwargs[name] = frozenset(value) if is_list else value
+    return cls(**kwargs)
+
+
+def build_config(data: object) -> EngineConfig:
+    """The engine configuration a hello's ``config`` object asks for (absent fields: defaults)."""
+    if data is None:
+        return EngineConfig()
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_hello", "hello.config: expected an object")
+    try:
+        health = _build(HealthConfig, data.get("health", {}), "hello.config.health")
+        backoff = _build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
+        engine_fields = {k: v for k, v in data.items() if k not in CONFIG_SECTIONS}
+        base = _build(EngineConfig, engine_fields, "hello.config")
+        assert isinstance(base, EngineConfig)
+        return dataclasses.replace(base, health=health, lifecycle=LifecycleConfig(backoff=backoff))
+    except ProtocolError:
+        raise
+    except HeirlineError as err:  # ConfigError from a dataclass's own validation
+        raise ProtocolError("bad_hello", f"hello.config: {err}") from err
+
+
+def build_mapping(data: object) -> LidMapping:
+    """The initial PN<->LID mapping of a hello: a list of ``[pn, lid]`` pairs (users or JIDs)."""
+    if data is None:
+        return LidMapping.empty()
+    if not isinstance(data, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in data
+    ):
+        raise ProtocolError("bad_hello", "hello.mapping: expected a list of [pn, lid] string pairs")
+    try:
+        return LidMapping.from_pairs((p[0], p[1]) for p in data)
+    except HeirlineError as err:
+        raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
+
+
+# ------------------------------------------------------------------ session
+
+
+class Session:
+    """One protocol session: feed it input lines, get answer lines. No I/O of its own.
+
+    ``monotonic_ms`` is the server clock for ``"clock": "monotonic"`` (ms from
+    an arbitrary origin; the session subtracts its value at the hello).
+    """
+
+    def __init__(self, *, monotonic_ms: Callable[[], int] | None = None) -> None:
+        self._monotonic_ms = monotonic_ms or (lambda: time.monotonic_ns() // 1_000_000)
+        self.engine: Engine | None = None
+        self.clock = "host"
+        self._origin = 0
+        self._last_now: int | None = None
+        self.lines = 0
+        self.events = 0
+        self.errors = 0
+        self.rejected = 0
+
+    # ---------------------------------------------------------------- answers
+
+    def _error(self, rid: object, code: str, message: str) -> bytes:
+        self.errors += 1
+        body = {"id": rid, "error": {"line": self.lines, "code": code, "message": message}}
+        return orjson.dumps(body) + b"\n"
+
+    def too_long(self, length: int) -> bytes:
+        """Count one oversized line (``length`` bytes at least) and answer it."""
+        self.lines += 1
+        return self._error(
+            None,
+            "line_too_long",
+            f"line is longer than {MAX_LINE_BYTES} bytes ({length}+ bytes); it was skipped",
+        )
+
+    def summary(self) -> str:
+        """The one-line summary written to stderr at EOF."""
+        return (
+            f"heirline serve: {self.lines} lines, {self.events} events, "
+            f"{self.errors} errors, {self.rejected} rejected"
+        )
+
+    # ---------------------------------------------------------------- input
+
+    def feed(self, line: bytes) -> bytes:
+        """Handle one input line (without its newline); return its one answer line."""
+        self.lines += 1
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError as err:
+            if not line.strip():
+                return self._error(None, "empty_line", "empty line")
+            return self._error(None, "not_json", f"not JSON: {err}")
+        if type(msg) is not dict:
+            return self._error(None, "not_object", f"expected a JSON object, got {_kind(msg)}")
+        try:
+            if "hello" in msg:
+                return self._hello(msg)
+            if self.engine is None:
+                raise ProtocolError(
+                    "hello_required", 'the first line must be {"hello": {"protocol": 1, ...}}'
+                )
+            return self._event(msg, self.engine)
+        except ProtocolError as err:
+            rid = msg.get("id")
+            return self._error(rid if _valid_id(rid) else None, err.code, str(err))
+
+    def _hello(self, msg: dict[str, object]) -> bytes:
+        if self.engine is not None:
+            raise ProtocolError("duplicate_hello", "the session already had its hello")
+        if set(msg) != {"hello"}:
+            extra = ", ".join(sorted(set(msg) - {"hello"}))
+            raise ProtocolError("bad_hello", f"unknown field(s) next to hello: {extra}")
+        hello = msg["hello"]
+        if not isinstance(hello, dict):
+            raise ProtocolError("bad_hello", f"hello: expected an object, got {_kind(hello)}")
+        unknown = sorted(set(hello) - HELLO_KEYS)
+        if unknown:
+            raise ProtocolError("bad_hello", f"hello: unknown field(s) {', '.join(unknown)}")
+        proto = hello.get("protocol")
+        if not _is_int(proto):
+            raise ProtocolError("bad_hello", f"hello.protocol: expected integer, got {proto!r}")
+        if proto not in SUPPORTED_PROTOCOLS:
+            raise ProtocolError(
+                "unsupported_protocol",
+                f"protocol {proto} is not supported (supported: {sorted(SUPPORTED_PROTOCOLS)})",
+            )
+        seed = hello.get("seed")
+        if not _is_int(seed):
+            raise ProtocolError("bad_hello", f"hello.seed: expected integer, got {seed!r}")
+        clock = hello.get("clock", "host")
+        if clock not in CLOCKS:
+            raise ProtocolError(
+                "bad_hello", f"hello.clock: expected one of {CLOCKS}, got {clock!r}"
+            )
+        config = build_config(hello.get("config"))
+        mapping = build_mapping(hello.get("mapping"))
+        assert isinstance(seed, int) and isinstance(clock, str)
+        self.engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
+        self.clock = clock
+        self._origin = self._monotonic_ms()
+        answer = {"hello": {"protocol": PROTOCOL, "heirline": version(), "clock": clock}}
+        return orjson.dumps(answer) + b"\n"
+
+    def _event(self, msg: dict[str, object], engine: Engine) -> bytes:
+        if len(msg) > 3 or not ENVELOPE_KEYS.issuperset(msg):
+            unknown = ", ".join(sorted(set(msg) - ENVELOPE_KEYS))
+            raise ProtocolError(
+                "bad_envelope", f"unknown field(s) {unknown} (known: id, now, event)"
+            )
+        rid = msg.get("id")
+        if not _valid_id(rid):
+            raise ProtocolError(
+                "bad_envelope", f"id: expected integer, string or null, got {rid!r}"
+            )
+        monotonic = self.clock == "monotonic"
+        if monotonic:
+            if "now" in msg:
+                raise ProtocolError("bad_now", 'now: not allowed with "clock": "monotonic"')
+            now = self._monotonic_ms() - self._origin
+        else:
+            raw = msg.get("now")
+            if not _is_int(raw) or raw < 0:  # type: ignore[operator]
+                what = "missing" if raw is None else f"expected a non-negative integer, got {raw!r}"
+                raise ProtocolError("bad_now", f"now: {what}")
+            assert isinstance(raw, int)
+            now = raw
+        last = self._last_now
+        if last is not None and now < last:
+            raise ProtocolError("now_backwards", f"now: {now} is before the previous now {last}")
+        data = msg.get("event")
+        if type(data) is not dict:
+            what = "missing" if data is None else f"expected an object, got {_kind(data)}"
+            raise ProtocolError("bad_event", f"event: {what}")
+        tag = data.get("type")
+        if tag not in _EVENT_TAGS:
+            known = ", ".join(sorted(_EVENT_TAGS))
+            raise ProtocolError(
+                "unknown_event_type", f"event.type: unknown {tag!r} (known: {known})"
+            )
+        try:
+            event = decode_event(data)
+        except WireError as err:
+            raise ProtocolError("bad_event", f"event: {err}") from err
+        try:
+            effects = engine.handle(event, now)
+        except Exception as err:
+            raise ProtocolError("internal_error", f"{type(err).__name__}: {err}") from err
+        self._last_now = now
+        self.events += 1
+        out: list[JsonValue] = []
+        for effect in effects:
+            if type(effect) is Rejected:
+                self.rejected += 1
+            out.append(encode(effect))
+        body: dict[str, object] = {"id": rid, "effects": out}
+        if monotonic:
+            body["now"] = now
+        return orjson.dumps(body) + b"\n"
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _valid_id(value: object) -> bool:
+    return value is None or type(value) is int or type(value) is str
+
+
+def _kind(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer"}.get(
+        type(value), "null" if value is None else "number"
+    )
+
+
+def effects_of(answer: dict[str, object]) -> list[Effect]:  # pragma: no cover - helper for hosts
+    """Decode the effects of one answer object (Python hosts and tests)."""
+    from heirline.core.wire import decode_effect
+
+    raw = answer["effects"]
+    assert isinstance(raw, list)
+    return [decode_effect(e) for e in raw]
+
+
+# ------------------------------------------------------------------ I/O loop
+
+
+def serve(
+    stdin: IO[bytes],
+    stdout: IO[bytes],
+    stderr: IO[str],
+    *,
+    session: Session | None = None,
+    max_line: int = MAX_LINE_BYTES,
+) -> int:
+    """Run one session until EOF on ``stdin``; return the exit status (0 on a clean EOF).
+
+    Input is read in chunks of whatever is available, every complete line of a
+    chunk is answered, then the answers are written and flushed together: a
+    pipelining host gets batched writes, an interactive one an answer per line.
+    """
+    session = session if session is not None else Session()
+    read1 = getattr(stdin, "read1", None)
+    read: Callable[[int], bytes] = read1 if read1 is not None else stdin.read
+    buf = b""
+    skipping = 0  # > 0 while discarding the rest of an oversized line
+    try:
+        while True:
+            chunk = read(_CHUNK)
+            if not chunk:
+                break
+            out: list[bytes] = []
+            data = buf + chunk if buf else chunk
+            pos = 0
+            while True:
+                nl = data.find(b"\n", pos)
+                if nl < 0:
+                    break
+                if skipping:
+                    out.append(session.too_long(skipping + nl - pos))
+                    skipping = 0
+                elif nl - pos > max_line:
+                    out.append(session.too_long(nl - pos))
+                else:
+                    out.append(session.feed(data[pos:nl]))
+                pos = nl + 1
+            buf = data[pos:]
+            if skipping:
+                skipping += len(buf)
+                buf = b""
+            elif len(buf) > max_line:
+                skipping = len(buf)
+                buf = b""
+            if out:
+                stdout.write(b"".join(out))
+                stdout.flush()
+        tail = b""
+        if skipping:
+            tail = session.too_long(skipping)
+        elif buf:
+            tail = session.feed(buf)
+        if tail:
+            stdout.write(tail)
+            stdout.flush()
+    except BrokenPipeError:
+        print(f"{session.summary()} (host closed the output pipe)", file=stderr, flush=True)
+        return 1
+    print(session.summary(), file=stderr, flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def add_serve_parser(subparsers: Any) -> None:
+    """Add ``serve --stdio`` to the ``heirline`` command's subparsers.
+
+    ``subparsers`` is what ``ArgumentParser.add_subparsers()`` returned (typed
+    loosely: argparse's ``_SubParsersAction`` is private and not subscriptable at run time).
+    """
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the engine over JSON lines on stdin/stdout (docs/protocol.md)",
+        description="Run the engine over JSON lines on stdin/stdout (see docs/protocol.md).",
+    )
+    _serve_arguments(parser)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="speak the JSON-lines protocol on stdin/stdout (the only transport so far)",
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Run ``serve`` for parsed arguments; the exit status."""
+    if not args.stdio:
+        print("heirline serve: pass --stdio (the only transport so far)", file=sys.stderr)
+        return 2
+    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m heirline.adapters.stdio``: the same as ``heirline serve --stdio``."""
+    parser = argparse.ArgumentParser(prog="python -m heirline.adapters.stdio", description=__doc__)
+    parser.parse_args(argv)
+    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
