@@ -330,7 +330,8 @@ class Session:
             )
         config = build_config(hello.get("config"))
         mapping = build_mapping(hello.get("mapping"))
-        assert isinstance(seed, int) and isinstance(clock, str)
+        assert isinstance(seed, int)
+        assert isinstance(clock, str)
         self.engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
         self.clock = clock
         self._origin = self._monotonic_ms()

@@ -50,7 +50,7 @@ class Vector:
         if config is not None:
             hello["config"] = config
         if mapping is not None:
-            hello["mapping"] = mapping  # type: ignore[assignment]
+            hello["mapping"] = mapping
         self.engine = Engine(
             build_config(config), random=random.Random(seed).random, mapping=build_mapping(mapping)
         )
@@ -94,7 +94,7 @@ def _incident_start(v: Vector, *, pn: str = PN) -> None:
 
 
 def incident() -> Vector:
-    """408 -> health restart 114 ms later (grace off) -> B boots LID-only; mapping from the auth dir."""
+    """408 -> health restart 114 ms later (grace off) -> B boots LID-only; auth-dir mapping."""
     v = Vector("incident", config=NO_GRACE, mapping=[[PN_BARE, LID]])
     _incident_start(v)
     v.event(T0 + 116_408, ev.SocketOpened(account="acct", generation=2, lid=LID))
@@ -113,7 +113,7 @@ def lid_only_mapping_learned() -> Vector:
 
 
 def lid_only_no_mapping() -> Vector:
-    """PN-only origin, LID-only successor, no mapping ever: the reply waits, then fails at its deadline."""
+    """PN-only origin, LID-only successor, no mapping ever: waits, then fails at its deadline."""
     v = Vector("pn_lid_no_mapping", config=NO_GRACE)
     _incident_start(v)
     v.event(T0 + 116_408, ev.SocketOpened(account="acct", generation=2, lid=LID))
@@ -202,7 +202,7 @@ def delivery_lost_before_io() -> Vector:
 
 
 def delivery_lost_after_io() -> Vector:
-    """I/O may have started: resent only with the same message id; the socket dies, the successor acks."""
+    """I/O may have started: resent with the same message id; socket dies; the successor acks."""
     v = Vector("delivery_lost_after_io")
     _open_and_capture(v)
     v.event(3_000, ev.ReplyReady(reply_id="r1", payload="hi"))
