@@ -1,25 +1,97 @@
-"""The ``heirline`` command line."""
+"""The ``heirline`` command line.
+
+One subparser and one handler per subcommand: add a ``_add_<name>`` that
+registers its arguments and sets ``handler`` to a ``_cmd_<name>(args) -> int``,
+then list it in :data:`SUBCOMMANDS`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 0..65535, got {value}")
+    return value
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from heirline.adapters.demo import DEFAULT_SEED, DEFAULT_SPEED
+
+    p = sub.add_parser(
+        "demo",
+        help="replay the 408 -> restart -> successor incident on loopback, then the relink",
+        description="Replay the incident on a loopback reference server: the captured reply "
+        "is delivered through the successor; then the relinked variant is refused. "
+        "Exit 0 only if every promise held.",
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive_float,
+        default=DEFAULT_SPEED,
+        help=f"engine ms per real ms (1 = real time; default {DEFAULT_SPEED:g})",
+    )
+    p.add_argument("--json", action="store_true", help="print a machine-readable outcome")
+    p.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"backoff jitter seed ({DEFAULT_SEED})"
+    )
+    p.add_argument("--no-color", action="store_true", help="plain text output")
+    p.add_argument(
+        "--port", type=_port, default=0, help="reference server port (default: a free one)"
+    )
+    p.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from heirline.adapters.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        seed=args.seed, speed=args.speed, port=args.port, json=args.json, color=not args.no_color
+    )
+    return run_demo(options)
+
+
+# --------------------------------------------------------------------------- table
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
+    _add_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="heirline", description=__doc__)
+    parser = argparse.ArgumentParser(prog="heirline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="replay the 408 -> restart -> successor incident")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        print("heirline demo: not built yet")
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    handler: Handler = args.handler
+    return handler(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

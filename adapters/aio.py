@@ -1,0 +1,286 @@
+"""The asyncio runtime: the engine on a real event loop, over a :class:`Transport`.
+
+:class:`AsyncGateway` carries out the engine's effects exactly as the fake
+runtime does (it shares :class:`~heirline.adapters.fake.GatewayBase`) but with
+real time and real sockets:
+
+* engine time is milliseconds since :meth:`AsyncGateway.start`, multiplied by
+  ``speed`` (1 = real time; 20 = the compressed demo), so ``StartTimer``
+  deadlines become ``loop.call_at`` handles;
+* ``OpenSocket`` / ``CloseSocket`` / ``Transmit`` become transport calls, run
+  as tracked tasks; the transport's callbacks are fed back as events;
+* every ``handle()`` runs on the loop thread, one at a time (the shared queue);
+* :meth:`AsyncGateway.aclose` stops the current controllers, closes every
+  socket, cancels every timer and awaits every task, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
+from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
+from heirline.core.effects import Transmit
+from heirline.core.engine import EngineConfig
+from heirline.core.events import Stop, TimerFired
+from heirline.core.identity import LidMapping
+
+__all__ = ["AsyncGateway"]
+
+_log = logging.getLogger(__name__)
+
+TransportFactory = Callable[[TransportCallbacks], Transport]
+
+
+class AsyncGateway(GatewayBase):
+    """The engine driven on the running asyncio loop. Use ``async with``.
+
+    ``transport_factory`` receives the gateway (its callbacks) and returns the
+    :class:`Transport`; :meth:`over_channel` builds one for the loopback server.
+    """
+
+    def __init__(
+        self,
+        transport_factory: TransportFactory,
+        config: EngineConfig | None = None,
+        *,
+        random: Callable[[], float],
+        mapping: LidMapping | None = None,
+        auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        boot_ms: int = 0,
+        speed: float = 1.0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
+        self._factory = transport_factory
+        self.speed = speed
+        self._shutdown_timeout = shutdown_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0
+        self._last_ms = 0
+        self._transport: Transport | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._boots: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sockets: set[tuple[str, int]] = set()
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._closing = False
+        self.closed = False
+
+    @classmethod
+    def over_channel(
+        cls, port: int, config: EngineConfig | None = None, **kwargs: Any
+    ) -> AsyncGateway:
+        """A gateway over :class:`ChannelTransport` to the reference server on ``port``."""
+        return cls(lambda callbacks: ChannelTransport(port, callbacks), config, **kwargs)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> AsyncGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Bind to the running loop; engine time 0 is now."""
+        if self._loop is not None:
+            raise RuntimeError("gateway already started")
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._transport = self._factory(self)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise RuntimeError("gateway not started")
+        return self._transport
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[None]]:
+        """Transport calls still running."""
+        return frozenset(self._tasks)
+
+    async def aclose(self) -> None:
+        """Stop current controllers, close every socket, cancel timers, await every task."""
+        if self.closed or self._loop is None:
+            self.closed = True
+            return
+        for account, generation in sorted(self.current.items()):
+            self.feed(Stop(account=account, generation=generation, reason="gateway shutdown"))
+        self._closing = True
+        for handle in [*self._timers.values(), *self._boots]:
+            handle.cancel()
+        self._timers.clear()
+        self._boots.clear()
+        transport = self.transport
+        for account, generation in sorted(self._sockets):
+            self._spawn(transport.close(account, generation, None))
+        await self._drain_tasks()
+        closer = getattr(transport, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closer(), self._shutdown_timeout)
+        await self._drain_tasks()
+        for _, future in self._waiters:
+            if not future.done():
+                future.cancel()
+        self._waiters.clear()
+        self.closed = True
+
+    async def _drain_tasks(self) -> None:
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self._shutdown_timeout)
+        for task in pending:  # pragma: no cover - a transport call ignored its close
+            task.cancel()
+        if pending:  # pragma: no cover
+            await asyncio.wait(pending)
+
+    # ------------------------------------------------------------ time
+
+    def _engine_ms(self) -> int:
+        assert self._loop is not None
+        return int((self._loop.time() - self._t0) * 1000 * self.speed)
+
+    def now_ms(self) -> int:
+        """Engine time: ms since start x speed, never going backwards."""
+        if self._loop is None:
+            return self._last_ms
+        self._last_ms = max(self._last_ms, self._engine_ms())
+        return self._last_ms
+
+    def loop_time(self, engine_ms: int) -> float:
+        """The loop time at which engine time reaches ``engine_ms``."""
+        return self._t0 + engine_ms / 1000 / self.speed
+
+    async def run_until(self, ms: int) -> None:
+        """Sleep until engine time ``ms``."""
+        assert self._loop is not None
+        delay = self.loop_time(ms) - self._loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._last_ms = max(self._last_ms, ms)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_ms: int) -> bool:
+        """Wait (at most ``timeout_ms`` engine ms) until ``predicate()`` holds after an event."""
+        if predicate():
+            return True
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout_ms / 1000 / self.speed)
+        except TimeoutError:
+            return predicate()
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+        return True
+
+    async def run(self, script: Iterable[At | Until]) -> None:
+        """Run a scenario script (the same one :meth:`FakeGateway.run` takes)."""
+        for step in script:
+            if isinstance(step, At):
+                await self.run_until(step.ms)
+            elif not await self.wait_until(step.predicate, step.timeout_ms):
+                raise ScriptTimeout(f"not reached within {step.timeout_ms} ms: {step.what}")
+
+    def _changed(self) -> None:
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate():
+                future.set_result(None)
+
+    # ------------------------------------------------------------ effects
+
+    def _start_timer(self, key: str, deadline_ms: int) -> None:
+        if self._closing:
+            return
+        assert self._loop is not None
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = self._loop.call_at(
+            self.loop_time(deadline_ms), self._fire, key, deadline_ms
+        )
+
+    def _fire(self, key: str, deadline_ms: int) -> None:
+        self._timers.pop(key, None)
+        self._last_ms = max(self._last_ms, deadline_ms)  # never report a timer early
+        self.feed(TimerFired(key=key))
+
+    def _cancel_timer(self, key: str) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _boot(self, account: str, generation: int) -> None:
+        if self._closing:
+            return
+        if self.boot_ms == 0:
+            self._booted(account, generation)
+            return
+        assert self._loop is not None
+        handle: asyncio.TimerHandle
+
+        def booted() -> None:
+            self._boots.discard(handle)
+            self._booted(account, generation)
+
+        handle = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
+        self._boots.add(handle)
+
+    def _open(self, account: str, generation: int) -> None:
+        if self._closing:
+            return
+        self._sockets.add((account, generation))
+        self._spawn(self.transport.open(account, generation))
+
+    def _close(self, account: str, generation: int, status: int | None) -> None:
+        self._spawn(self.transport.close(account, generation, status))
+
+    def _transmit(self, effect: Transmit) -> None:
+        if self._closing:
+            self.on_send_failed(
+                effect.account, effect.generation, effect.message_id, False, "gateway closing"
+            )
+            return
+        self._spawn(
+            self.transport.send(
+                effect.account,
+                effect.generation,
+                effect.message_id,
+                effect.chat,
+                effect.kind,
+                effect.payload,
+            )
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        if self.closed:
+            coro.close()
+            return
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("transport call failed", exc_info=task.exception())
+            self.note(f"transport call failed: {task.exception()!r}")
+
+    # ------------------------------------------------------------ transport facts
+
+    def on_close(self, account: str, generation: int, status: int | None) -> None:
+        self._sockets.discard((account, generation))
+        super().on_close(account, generation, status)

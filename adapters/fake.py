@@ -1,0 +1,666 @@
+"""The deterministic runtime: a virtual clock, a timer scheduler and an in-memory channel.
+
+Nothing here decides anything. :class:`GatewayBase` is the effect-dispatch both
+runtimes share (this one and :mod:`heirline.adapters.aio`): it feeds events to
+the engine one at a time, carries out the effects in order, and turns channel
+facts (the :class:`~heirline.adapters.transport.TransportCallbacks`) back into
+events. :class:`FakeGateway` runs it on virtual time against a
+:class:`FakeChannel`, an in-memory stand-in for the reference channel server
+with the same control API (``add_account``, ``close_account``, ``relink``) and
+the same deduplicating :class:`~heirline.adapters.channel.Ledger`.
+
+Scenarios are written once as generators (:data:`Script`) that yield
+:class:`At` / :class:`Until` and run unchanged on either runtime.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random as _random
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from heirline.adapters.channel import Identity, Ledger
+from heirline.core.effects import (
+    CancelTimer,
+    CloseSocket,
+    Effect,
+    Log,
+    LogValue,
+    OpenSocket,
+    Registered,
+    Rejected,
+    ReplyDelivered,
+    ReplyFailed,
+    StartTimer,
+    Transmit,
+    Unregistered,
+)
+from heirline.core.engine import Engine, EngineConfig
+from heirline.core.events import (
+    Event,
+    MappingLearned,
+    SocketClosed,
+    SocketOpened,
+    TimerFired,
+    TransmitAcked,
+    TransmitFailed,
+)
+from heirline.core.identity import LidMapping
+
+__all__ = [
+    "At",
+    "ChannelControl",
+    "FakeChannel",
+    "FakeGateway",
+    "GatewayBase",
+    "ReplyOutcome",
+    "Scheduler",
+    "Script",
+    "ScriptTimeout",
+    "TimelineEntry",
+    "Until",
+    "VirtualClock",
+]
+
+#: Close status the fake reports for a login refused (unknown or logged-out account).
+STATUS_LOGGED_OUT = 401
+#: Baileys ``connectionClosed``: what a send on a closed socket fails with.
+STATUS_CONNECTION_CLOSED = 428
+
+
+# --------------------------------------------------------------------------- shared records
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a run's timeline: an engine log record, an outcome, or a scenario note."""
+
+    at_ms: int
+    level: str
+    code: str
+    message: str
+    account: str | None = None
+    generation: int | None = None
+    fields: dict[str, LogValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    """How a reply ended: ``outcome`` is delivered, refused, failed or unknown."""
+
+    reply_id: str
+    outcome: str
+    reason: str
+    at_ms: int
+    generation: int | None = None
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """Script step: continue at engine time ``ms`` (no-op if already past)."""
+
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Until:
+    """Script step: continue once ``predicate()`` holds; fail after ``timeout_ms`` engine ms."""
+
+    predicate: Callable[[], bool]
+    timeout_ms: int
+    what: str
+
+
+#: A scenario: a generator that acts on a gateway and its channel, yielding waits.
+Script = Iterator[At | Until]
+
+
+class ScriptTimeout(Exception):
+    """An :class:`Until` step did not hold in time."""
+
+
+class ChannelControl(Protocol):
+    """The control surface a scenario drives (the reference server and the fake share it)."""
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    def add_account(
+        self, account: str, pn: str | None = None, lid: str | None = None, e164: str | None = None
+    ) -> Identity: ...
+
+    def close_account(self, account: str, status: int | None) -> int: ...
+
+    def relink(
+        self,
+        account: str,
+        pn: str | None,
+        lid: str | None,
+        e164: str | None,
+        status: int | None = STATUS_LOGGED_OUT,
+    ) -> int: ...
+
+
+# --------------------------------------------------------------------------- the shared gateway
+
+
+class GatewayBase:
+    """Feeds events to one :class:`Engine` and carries out its effects (no decisions here).
+
+    Engine access is serialized: :meth:`feed` queues the event, and only the
+    outermost call drains the queue, one ``handle()`` at a time, so facts that
+    arise while effects are being carried out are handled after them, in order.
+
+    ``auth_dir`` maps an account to the PN<->LID pairs its auth dir holds; a
+    controller reads it when it boots (on ``OpenSocket``, after ``boot_ms``),
+    which the gateway reports as :class:`MappingLearned` events. Scenarios may
+    change it between boots (Baileys writes mapping files as it learns them).
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        random: Callable[[], float],
+        mapping: LidMapping | None = None,
+        auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        boot_ms: int = 0,
+    ) -> None:
+        if boot_ms < 0:
+            raise ValueError(f"boot_ms must be >= 0, got {boot_ms}")
+        self.engine = Engine(config, random=random, mapping=mapping)
+        self.auth_dir: dict[str, list[tuple[str, str]]] = dict(auth_dir or {})
+        self.boot_ms = boot_ms
+        self.timeline: list[TimelineEntry] = []
+        self.outcomes: dict[str, ReplyOutcome] = {}
+        self.transmissions: list[Transmit] = []
+        self.rejections: list[Rejected] = []
+        self.current: dict[str, int] = {}
+        self._queue: deque[Event] = deque()
+        self._draining = False
+        self._flight: dict[tuple[str, int, str], deque[str]] = {}
+
+    # ------------------------------------------------------------ to override
+
+    def now_ms(self) -> int:
+        """Engine time now (ms)."""
+        raise NotImplementedError
+
+    def _start_timer(self, key: str, deadline_ms: int) -> None:
+        raise NotImplementedError
+
+    def _cancel_timer(self, key: str) -> None:
+        raise NotImplementedError
+
+    def _boot(self, account: str, generation: int) -> None:
+        """Call :meth:`_booted` after ``boot_ms``."""
+        raise NotImplementedError
+
+    def _open(self, account: str, generation: int) -> None:
+        raise NotImplementedError
+
+    def _close(self, account: str, generation: int, status: int | None) -> None:
+        raise NotImplementedError
+
+    def _transmit(self, effect: Transmit) -> None:
+        raise NotImplementedError
+
+    def _changed(self) -> None:
+        """Hook: the engine handled a batch of events (runtimes wake their waiters)."""
+
+    # ------------------------------------------------------------ feeding
+
+    def feed(self, event: Event) -> None:
+        """Report one fact; it is handled after any event already being handled."""
+        self._queue.append(event)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                ev = self._queue.popleft()
+                now = self.now_ms()
+                for effect in self.engine.handle(ev, now):
+                    self._carry_out(effect, now)
+        finally:
+            self._draining = False
+        self._changed()
+
+    def note(
+        self, message: str, *, account: str | None = None, generation: int | None = None
+    ) -> None:
+        """Add a scenario or channel note to the timeline (not an engine decision)."""
+        self.timeline.append(
+            TimelineEntry(self.now_ms(), "note", "note", message, account, generation)
+        )
+
+    def _carry_out(self, effect: Effect, now: int) -> None:
+        if isinstance(effect, Log):
+            self.timeline.append(
+                TimelineEntry(
+                    now,
+                    effect.level,
+                    effect.code,
+                    effect.message,
+                    effect.account,
+                    effect.generation,
+                    dict(effect.fields),
+                )
+            )
+        elif isinstance(effect, StartTimer):
+            self._start_timer(effect.key, effect.deadline_ms)
+        elif isinstance(effect, CancelTimer):
+            self._cancel_timer(effect.key)
+        elif isinstance(effect, OpenSocket):
+            self._boot(effect.account, effect.generation)
+        elif isinstance(effect, CloseSocket):
+            self._close(effect.account, effect.generation, effect.status)
+        elif isinstance(effect, Transmit):
+            self.transmissions.append(effect)
+            key = (effect.account, effect.generation, effect.message_id)
+            self._flight.setdefault(key, deque()).append(effect.reply_id)
+            self.timeline.append(
+                TimelineEntry(
+                    now,
+                    "info",
+                    "transmit",
+                    f"transmit {effect.reply_id} (message id {effect.message_id}, "
+                    f"attempt {effect.attempt})",
+                    effect.account,
+                    effect.generation,
+                )
+            )
+            self._transmit(effect)
+        elif isinstance(effect, ReplyDelivered):
+            self._ended(
+                ReplyOutcome(
+                    effect.reply_id,
+                    "delivered",
+                    f"acknowledged via {effect.via} generation {effect.generation}",
+                    now,
+                    effect.generation,
+                    effect.via,
+                )
+            )
+        elif isinstance(effect, ReplyFailed):
+            self._ended(ReplyOutcome(effect.reply_id, effect.outcome, effect.reason, now))
+        elif isinstance(effect, Registered):
+            self.current[effect.account] = effect.generation
+        elif isinstance(effect, Unregistered):
+            if self.current.get(effect.account) == effect.generation:
+                del self.current[effect.account]
+        elif isinstance(effect, Rejected):
+            self.rejections.append(effect)
+            self.timeline.append(TimelineEntry(now, "error", effect.code, effect.message))
+
+    def _ended(self, outcome: ReplyOutcome) -> None:
+        self.outcomes[outcome.reply_id] = outcome
+        self.timeline.append(
+            TimelineEntry(
+                outcome.at_ms,
+                "info" if outcome.outcome == "delivered" else "warning",
+                f"reply_{outcome.outcome}",
+                f"reply {outcome.reply_id} {outcome.outcome}: {outcome.reason}",
+                generation=outcome.generation,
+            )
+        )
+
+    def _booted(self, account: str, generation: int) -> None:
+        """The controller finished booting: report its auth dir's mapping, then connect."""
+        for pn, lid in self.auth_dir.get(account, ()):
+            self.note(
+                f"auth dir: lid-mapping {pn.split('@')[0]} <-> {lid.split('@')[0]}",
+                account=account,
+                generation=generation,
+            )
+            self.feed(MappingLearned(pn=pn, lid=lid))
+        self._open(account, generation)
+
+    # ------------------------------------------------------------ channel facts
+
+    def on_open(
+        self, account: str, generation: int, pn: str | None, lid: str | None, e164: str | None
+    ) -> None:
+        self.feed(SocketOpened(account=account, generation=generation, pn=pn, lid=lid, e164=e164))
+
+    def on_close(self, account: str, generation: int, status: int | None) -> None:
+        self.feed(SocketClosed(account=account, generation=generation, status=status))
+
+    def on_ack(self, account: str, generation: int, message_id: str) -> None:
+        reply_id = self._take(account, generation, message_id)
+        if reply_id is None:
+            self.note(f"ack of unknown message {message_id} ignored", account=account)
+            return
+        self.feed(TransmitAcked(reply_id=reply_id, generation=generation))
+
+    def on_send_failed(
+        self, account: str, generation: int, message_id: str, io_started: bool, error: str
+    ) -> None:
+        reply_id = self._take(account, generation, message_id)
+        if reply_id is None:
+            self.note(f"failure of unknown message {message_id} ignored", account=account)
+            return
+        self.feed(
+            TransmitFailed(
+                reply_id=reply_id, generation=generation, io_started=io_started, error=error
+            )
+        )
+
+    def _take(self, account: str, generation: int, message_id: str) -> str | None:
+        key = (account, generation, message_id)
+        waiting = self._flight.get(key)
+        if not waiting:
+            return None
+        reply_id = waiting.popleft()
+        if not waiting:
+            del self._flight[key]
+        return reply_id
+
+
+# --------------------------------------------------------------------------- virtual time
+
+
+class VirtualClock:
+    """Integer milliseconds that only move forward, when told to."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self._now = start_ms
+
+    @property
+    def now_ms(self) -> int:
+        return self._now
+
+    def advance_to(self, ms: int) -> None:
+        if ms < self._now:
+            raise ValueError(f"time cannot go back from {self._now} to {ms}")
+        self._now = ms
+
+
+class Scheduler:
+    """Keyed callbacks on a :class:`VirtualClock`, run in (deadline, insertion) order.
+
+    Scheduling a key that is pending replaces it (the replacement counts as a
+    new insertion); :meth:`cancel` removes it. Callbacks may schedule more.
+    """
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[int, int, str]] = []
+        self._live: dict[str, tuple[int, int, Callable[[], None]]] = {}
+        self._seq = itertools.count()
+
+    def call_at(
+        self, deadline_ms: int, callback: Callable[[], None], key: str | None = None
+    ) -> str:
+        """Run ``callback`` at ``deadline_ms`` (now, if that is past); returns the key."""
+        seq = next(self._seq)
+        if key is None:
+            key = f"#{seq}"
+        self._live[key] = (deadline_ms, seq, callback)
+        heapq.heappush(self._heap, (deadline_ms, seq, key))
+        return key
+
+    def cancel(self, key: str) -> bool:
+        """Forget ``key``; ``True`` if it was pending."""
+        return self._live.pop(key, None) is not None
+
+    def pending(self) -> list[tuple[int, str]]:
+        """(deadline, key) of every pending callback, in the order they will run."""
+        live = sorted((d, s, k) for k, (d, s, _) in self._live.items())
+        return [(d, k) for d, _, k in live]
+
+    def _prune(self) -> None:
+        while self._heap:
+            _, seq, key = self._heap[0]
+            entry = self._live.get(key)
+            if entry is not None and entry[1] == seq:
+                return
+            heapq.heappop(self._heap)
+
+    def next_deadline(self) -> int | None:
+        self._prune()
+        return self._heap[0][0] if self._heap else None
+
+    def step(self, limit_ms: int) -> bool:
+        """Run the next callback due at or before ``limit_ms``; ``False`` if there is none."""
+        self._prune()
+        if not self._heap or self._heap[0][0] > limit_ms:
+            return False
+        deadline, _, key = heapq.heappop(self._heap)
+        _, _, callback = self._live.pop(key)
+        self.clock.advance_to(max(deadline, self.clock.now_ms))
+        callback()
+        return True
+
+    def run_until(self, ms: int) -> int:
+        """Run everything due up to ``ms``, then set the clock to ``ms``; returns how many ran."""
+        ran = 0
+        while self.step(ms):
+            ran += 1
+        if ms > self.clock.now_ms:
+            self.clock.advance_to(ms)
+        return ran
+
+
+# --------------------------------------------------------------------------- the fake channel
+
+
+class _Listener(Protocol):
+    def channel_closed(self, account: str, generation: int, status: int | None) -> None: ...
+
+
+class FakeChannel:
+    """In-memory stand-in for :class:`~heirline.adapters.channel.ChannelServer`.
+
+    Accounts have an identity; a socket ``(account, generation)`` that connects
+    is bound to the identity the account had then. Messages are recorded in a
+    :class:`Ledger` per identity (repeated ids deduplicated).
+    """
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self._accounts: dict[str, Identity] = {}
+        self._logged_out: set[str] = set()
+        self._live: dict[tuple[str, int], Identity] = {}
+        self._listener: _Listener | None = None
+
+    def attach(self, listener: _Listener) -> None:
+        self._listener = listener
+
+    def add_account(
+        self, account: str, pn: str | None = None, lid: str | None = None, e164: str | None = None
+    ) -> Identity:
+        identity = Identity(pn, lid, e164)
+        self._accounts[account] = identity
+        self._logged_out.discard(account)
+        return identity
+
+    def identity_of(self, account: str) -> Identity | None:
+        if account in self._logged_out:
+            return None
+        return self._accounts.get(account)
+
+    def connection_count(self, account: str | None = None) -> int:
+        return sum(1 for a, _ in self._live if account is None or a == account)
+
+    def close_account(self, account: str, status: int | None) -> int:
+        if account not in self._accounts:
+            raise KeyError(f"unknown account {account!r}")
+        keys = sorted(k for k in self._live if k[0] == account)
+        for key in keys:
+            del self._live[key]
+            if self._listener is not None:
+                self._listener.channel_closed(key[0], key[1], status)
+        return len(keys)
+
+    def logout(self, account: str, status: int | None = STATUS_LOGGED_OUT) -> int:
+        self._logged_out.add(account)
+        return self.close_account(account, status)
+
+    def relink(
+        self,
+        account: str,
+        pn: str | None,
+        lid: str | None,
+        e164: str | None,
+        status: int | None = STATUS_LOGGED_OUT,
+    ) -> int:
+        if account not in self._accounts:
+            raise KeyError(f"unknown account {account!r}")
+        self.add_account(account, pn, lid, e164)
+        return self.close_account(account, status)
+
+    # ---------------------------------------------------------- socket side
+
+    def connect(self, account: str, generation: int) -> Identity | None:
+        """Log a socket in; ``None`` if the account is unknown or logged out (refused)."""
+        identity = self.identity_of(account)
+        if identity is None:
+            return None
+        self._live[(account, generation)] = identity
+        return identity
+
+    def disconnect(self, account: str, generation: int) -> bool:
+        return self._live.pop((account, generation), None) is not None
+
+    def is_live(self, account: str, generation: int) -> bool:
+        return (account, generation) in self._live
+
+    def deliver(
+        self, account: str, generation: int, message_id: str, chat: str, kind: str, payload: str
+    ) -> bool:
+        """Record a message sent through a live socket; ``False`` if the socket is not live."""
+        identity = self._live.get((account, generation))
+        if identity is None:
+            return False
+        self.ledger.record(identity, account, message_id, chat, kind, payload)
+        return True
+
+
+# --------------------------------------------------------------------------- the fake gateway
+
+
+class FakeGateway(GatewayBase):
+    """The engine on virtual time over a :class:`FakeChannel`.
+
+    Latencies (virtual ms): ``boot_ms`` from ``OpenSocket`` to connecting,
+    ``connect_ms`` from connecting to open, ``ack_ms`` from a transmission to
+    its ack. Nothing happens until :meth:`run_until` (or :meth:`run`) moves time.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        random: Callable[[], float] | None = None,
+        seed: int = 0,
+        channel: FakeChannel | None = None,
+        mapping: LidMapping | None = None,
+        auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        boot_ms: int = 0,
+        connect_ms: int = 5,
+        ack_ms: int = 5,
+        start_ms: int = 0,
+    ) -> None:
+        if random is None:
+            random = _random.Random(seed).random
+        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
+        if connect_ms < 0 or ack_ms < 0:
+            raise ValueError("latencies must be >= 0")
+        self.clock = VirtualClock(start_ms)
+        self.scheduler = Scheduler(self.clock)
+        self.channel = channel if channel is not None else FakeChannel()
+        self.channel.attach(self)
+        self.connect_ms = connect_ms
+        self.ack_ms = ack_ms
+        self._acks: dict[tuple[str, int], list[tuple[str, str]]] = {}
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms
+
+    def run_until(self, ms: int) -> int:
+        """Advance virtual time to ``ms``, delivering due timers and latencies in order."""
+        return self.scheduler.run_until(ms)
+
+    def run(self, script: Iterable[At | Until]) -> None:
+        """Run a scenario script to its end on virtual time."""
+        for step in script:
+            if isinstance(step, At):
+                self.run_until(max(step.ms, self.now_ms()))
+                continue
+            limit = self.now_ms() + step.timeout_ms
+            while not step.predicate():
+                if not self.scheduler.step(limit):
+                    self.run_until(limit)
+                    raise ScriptTimeout(f"not reached within {step.timeout_ms} ms: {step.what}")
+
+    # ---------------------------------------------------------- effects
+
+    def _start_timer(self, key: str, deadline_ms: int) -> None:
+        self.scheduler.call_at(
+            deadline_ms, lambda: self.feed(TimerFired(key=key)), key=f"timer:{key}"
+        )
+
+    def _cancel_timer(self, key: str) -> None:
+        self.scheduler.cancel(f"timer:{key}")
+
+    def _boot(self, account: str, generation: int) -> None:
+        self.scheduler.call_at(
+            self.now_ms() + self.boot_ms, lambda: self._booted(account, generation)
+        )
+
+    def _open(self, account: str, generation: int) -> None:
+        def connect() -> None:
+            identity = self.channel.connect(account, generation)
+            if identity is None:
+                self.on_close(account, generation, STATUS_LOGGED_OUT)
+            else:
+                self.on_open(account, generation, identity.pn, identity.lid, identity.e164)
+
+        self.scheduler.call_at(
+            self.now_ms() + self.connect_ms, connect, key=f"connect:{account}/{generation}"
+        )
+
+    def _close(self, account: str, generation: int, status: int | None) -> None:
+        if self.scheduler.cancel(f"connect:{account}/{generation}"):
+            self.on_close(account, generation, status)  # closed while connecting
+        elif self.channel.disconnect(account, generation):
+            self.channel_closed(account, generation, status)
+
+    def channel_closed(self, account: str, generation: int, status: int | None) -> None:
+        """The channel closed this socket: pending acks fail (they may have arrived)."""
+        for message_id, key in self._acks.pop((account, generation), []):
+            self.scheduler.cancel(key)
+            self.on_send_failed(
+                account, generation, message_id, True, f"connection closed (status {status})"
+            )
+        self.on_close(account, generation, status)
+
+    def _transmit(self, effect: Transmit) -> None:
+        account, generation, message_id = effect.account, effect.generation, effect.message_id
+        if not self.channel.deliver(
+            account, generation, message_id, effect.chat, effect.kind, effect.payload
+        ):
+            self.on_send_failed(
+                account,
+                generation,
+                message_id,
+                False,
+                f"connection closed ({STATUS_CONNECTION_CLOSED}): no open socket",
+            )
+            return
+        pending = self._acks.setdefault((account, generation), [])
+
+        def ack() -> None:
+            pending[:] = [p for p in pending if p[1] != key]
+            self.on_ack(account, generation, message_id)
+
+        key = self.scheduler.call_at(self.now_ms() + self.ack_ms, ack)
+        pending.append((message_id, key))
