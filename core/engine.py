@@ -71,6 +71,13 @@ def _describe(identity: SelfIdentity) -> str:
     return identity.describe() if identity.authenticated else "unauthenticated"
 
 
+def _ignored(
+    code: str, message: str, account: str | None, generation: int, level: str = "debug"
+) -> list[Effect]:
+    """A late or raced fact that changes nothing: say so, and do nothing else."""
+    return [Log(level=level, code=code, message=message, account=account, generation=generation)]
+
+
 def deadline_timer_key(reply_id: str) -> str:
     """The timer key of a reply's deadline."""
     return _DEADLINE_PREFIX + reply_id
@@ -313,15 +320,12 @@ class Engine:
     def _on_stop(self, ev: Stop, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
         if ctl.controller.is_terminal:
-            return [
-                Log(
-                    level="debug",
-                    code="stop_ignored",
-                    message=f"generation {ev.generation} is already {ctl.controller.state}",
-                    account=ev.account,
-                    generation=ev.generation,
-                )
-            ]
+            return _ignored(
+                "stop_ignored",
+                f"generation {ev.generation} is already {ctl.controller.state}",
+                ev.account,
+                ev.generation,
+            )
         if self._latest.get(ev.account) == ev.generation:
             self._watched.discard(ev.account)  # the owner wants this account down
         out = self._stop_ctl(ctl, ev.reason, now)
@@ -356,16 +360,12 @@ class Engine:
     def _on_closed(self, ev: SocketClosed, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
         if ctl.controller.is_terminal:
-            return [
-                Log(
-                    level="debug",
-                    code="late_close",
-                    message=f"close of a {ctl.controller.state} generation ignored",
-                    account=ev.account,
-                    generation=ev.generation,
-                    fields={"status": ev.status},
-                )
-            ]
+            return _ignored(
+                "late_close",
+                f"close (status {ev.status}) of a {ctl.controller.state} generation ignored",
+                ev.account,
+                ev.generation,
+            )
         out = ctl.controller.closed(ev.status, now, self._random())
         ctl.identity = None
         ctl.last_event_ms = now
@@ -393,15 +393,12 @@ class Engine:
             if gen.isdigit():
                 ctl = self._ctl(account, int(gen))
                 if ctl.controller.state != "backoff":
-                    return [
-                        Log(
-                            level="debug",
-                            code="stale_timer",
-                            message=f"retry timer of a {ctl.controller.state} generation ignored",
-                            account=account,
-                            generation=int(gen),
-                        )
-                    ]
+                    return _ignored(
+                        "stale_timer",
+                        f"retry timer of a {ctl.controller.state} generation ignored",
+                        account,
+                        int(gen),
+                    )
                 out = ctl.controller.retry_due(now)
                 ctl.last_event_ms = now
                 return out
@@ -625,15 +622,14 @@ class Engine:
                     f"reply {ev.reply_id!r} was already acked via generation {ev.generation}",
                 )
             if ended is not None and ev.generation in ended[1]:
-                return [
-                    Log(
-                        level="warning",
-                        code="late_ack",
-                        message=f"ack of reply {ev.reply_id} via generation {ev.generation} "
-                        f"after it ended ({ended[0]}); the receiver deduplicates by message id",
-                        generation=ev.generation,
-                    )
-                ]
+                return _ignored(
+                    "late_ack",
+                    f"ack of reply {ev.reply_id} via generation {ev.generation} after it "
+                    f"ended ({ended[0]}); the receiver deduplicates by message id",
+                    None,
+                    ev.generation,
+                    level="warning",
+                )
             raise _Rejection(
                 "unexpected_ack",
                 f"reply {ev.reply_id!r} was never transmitted via generation {ev.generation}",
@@ -658,14 +654,12 @@ class Engine:
                 f"reply {ev.reply_id!r} was never transmitted via generation {ev.generation}",
             )
         if reply is None or reply.via != ev.generation:
-            return [
-                Log(
-                    level="debug",
-                    code="stale_failure",
-                    message=f"failure of an earlier transmission of {ev.reply_id} ignored",
-                    generation=ev.generation,
-                )
-            ]
+            return _ignored(
+                "stale_failure",
+                f"failure of an earlier transmission of {ev.reply_id} ignored",
+                None,
+                ev.generation,
+            )
         return self._lose(reply, ev.io_started, ev.error or "transmission failed", now)
 
     def _lose_in_flight(self, ctl: _Ctl, why: str, now: int) -> list[Effect]:
