@@ -25,7 +25,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import IO, Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
 
@@ -194,7 +194,11 @@ def _build(cls: type, data: object, where: str) -> Any:
             raise ProtocolError(
                 "bad_hello", f"{where}.{name}: expected {' or '.join(kinds)}, got {value!r}"
             )
-        kwargs[name] = frozenset(value) if is_list else value
+        if is_list:
+            value = frozenset(value)
+        elif type(value) is int and "number" in kinds:
+            value = float(value)  # JSON has one number type; the dataclass wants a float
+        kwargs[name] = value
     return cls(**kwargs)
 
 
@@ -421,10 +425,35 @@ def effects_of(answer: dict[str, object]) -> list[Effect]:  # pragma: no cover -
 # ------------------------------------------------------------------ I/O loop
 
 
+@runtime_checkable
+class ByteReader(Protocol):
+    """What ``serve`` reads from (``sys.stdin.buffer``, a pipe, ``io.BytesIO``)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@runtime_checkable
+class ByteWriter(Protocol):
+    """What ``serve`` writes answers to."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+@runtime_checkable
+class TextWriter(Protocol):
+    """Where ``serve`` writes its summary."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 def serve(
-    stdin: IO[bytes],
-    stdout: IO[bytes],
-    stderr: IO[str],
+    stdin: ByteReader,
+    stdout: ByteWriter,
+    stderr: TextWriter,
     *,
     session: Session | None = None,
     max_line: int = MAX_LINE_BYTES,
