@@ -52,7 +52,7 @@ class AsyncGateway(GatewayBase):
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
         boot_ms: int = 0,
-        speed: float = 1.0,
+        speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
         if not speed > 0:

@@ -245,7 +245,7 @@ def run_act_fake(name: str, *, seed: int = DEFAULT_SEED) -> ActResult:
 
 
 async def run_act_async(
-    name: str, *, seed: int = DEFAULT_SEED, speed: float = DEFAULT_SPEED, port: int = 0
+    name: str, *, seed: int = DEFAULT_SEED, speed: float | int = DEFAULT_SPEED, port: int = 0
 ) -> ActResult:
     """One act on real sockets: a fresh reference server and an AsyncGateway over loopback."""
     title, relinked = _act(name)

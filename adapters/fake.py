@@ -21,7 +21,7 @@ import random as _random
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from heirline.adapters.channel import Identity, Ledger
 from heirline.core.effects import (
@@ -124,6 +124,7 @@ class ScriptTimeout(Exception):
     """An :class:`Until` step did not hold in time."""
 
 
+@runtime_checkable
 class ChannelControl(Protocol):
     """The control surface a scenario drives (the reference server and the fake share it)."""
 
@@ -452,6 +453,7 @@ class Scheduler:
 # --------------------------------------------------------------------------- the fake channel
 
 
+@runtime_checkable
 class _Listener(Protocol):
     def channel_closed(self, account: str, generation: int, status: int | None) -> None: ...
 
@@ -635,13 +637,17 @@ class FakeGateway(GatewayBase):
             self.channel_closed(account, generation, status)
 
     def channel_closed(self, account: str, generation: int, status: int | None) -> None:
-        """The channel closed this socket: pending acks fail (they may have arrived)."""
+        """The channel closed this socket: report the close, then the sends awaiting an ack.
+
+        The close comes first so the engine knows the socket is gone before it
+        hears of the lost sends (it already treats them as lost on the close).
+        """
+        self.on_close(account, generation, status)
         for message_id, key in self._acks.pop((account, generation), []):
             self.scheduler.cancel(key)
             self.on_send_failed(
                 account, generation, message_id, True, f"connection closed (status {status})"
             )
-        self.on_close(account, generation, status)
 
     def _transmit(self, effect: Transmit) -> None:
         account, generation, message_id = effect.account, effect.generation, effect.message_id

@@ -1,0 +1,215 @@
+"""The fake runtime: scheduler order, replace/cancel, the in-memory channel, the incident."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from heirline.adapters.channel import Identity
+from heirline.adapters.demo import (
+    ACCOUNT,
+    GROUP,
+    LID,
+    MESSAGE_ID,
+    PN,
+    REPLY,
+    demo_config,
+    run_act_fake,
+)
+from heirline.adapters.fake import (
+    At,
+    FakeChannel,
+    FakeGateway,
+    Scheduler,
+    Script,
+    ScriptTimeout,
+    Until,
+    VirtualClock,
+)
+from heirline.core.engine import EngineConfig
+from heirline.core.events import HealthCheck, ReplyCaptured, ReplyReady, Start
+
+# --------------------------------------------------------------------------- scheduler
+
+
+def test_scheduler_runs_in_deadline_then_insertion_order() -> None:
+    clock = VirtualClock()
+    sched = Scheduler(clock)
+    ran: list[tuple[str, int]] = []
+    def record(name: str) -> Callable[[], None]:
+        return lambda: ran.append((name, clock.now_ms))
+
+    for name, at in (("c", 20), ("a", 10), ("b", 10), ("d", 5)):
+        sched.call_at(at, record(name))
+    assert sched.run_until(15) == 3
+    assert ran == [("d", 5), ("a", 10), ("b", 10)]
+    assert clock.now_ms == 15
+    sched.run_until(100)
+    assert ran[-1] == ("c", 20)
+    assert clock.now_ms == 100
+
+
+def test_scheduler_replace_moves_the_key_and_cancel_removes_it() -> None:
+    clock = VirtualClock()
+    sched = Scheduler(clock)
+    ran: list[str] = []
+    sched.call_at(10, lambda: ran.append("first"), key="t")
+    sched.call_at(10, lambda: ran.append("other"), key="u")
+    sched.call_at(10, lambda: ran.append("replaced"), key="t")  # replaces: now after "u"
+    sched.call_at(5, lambda: ran.append("gone"), key="x")
+    assert sched.cancel("x") is True
+    assert sched.cancel("x") is False
+    assert sched.pending() == [(10, "u"), (10, "t")]
+    sched.run_until(10)
+    assert ran == ["other", "replaced"]
+    assert sched.next_deadline() is None
+
+
+def test_scheduler_callbacks_may_schedule_work_that_is_due_in_the_same_run() -> None:
+    clock = VirtualClock()
+    sched = Scheduler(clock)
+    ran: list[int] = []
+
+    def chain() -> None:
+        ran.append(clock.now_ms)
+        if len(ran) < 3:
+            sched.call_at(clock.now_ms + 4, chain)
+
+    sched.call_at(1, chain)
+    sched.run_until(10)
+    assert ran == [1, 5, 9]
+
+
+def test_virtual_clock_never_goes_back() -> None:
+    clock = VirtualClock(50)
+    with pytest.raises(ValueError, match="cannot go back"):
+        clock.advance_to(49)
+
+
+# --------------------------------------------------------------------------- channel
+
+
+def test_fake_channel_binds_identity_at_login_and_dedups_the_ledger() -> None:
+    channel = FakeChannel()
+    channel.add_account("a", pn=PN)
+    assert channel.connect("a", 1) == Identity(PN)
+    channel.add_account("a", lid=LID)  # later logins show another form
+    assert channel.deliver("a", 1, "m1", "c@g.us", "text", "x")
+    assert channel.deliver("a", 1, "m1", "c@g.us", "text", "x")
+    assert channel.ledger.received(PN) == ("m1",)
+    assert channel.ledger.duplicates_suppressed == 1
+    assert channel.ledger.received(LID) == ()
+    assert channel.close_account("a", 408) == 1
+    assert not channel.deliver("a", 1, "m2", "c@g.us", "text", "x")
+    channel.logout("a")
+    assert channel.connect("a", 2) is None
+    with pytest.raises(KeyError):
+        channel.close_account("nobody", 408)
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+def test_engine_timers_drive_the_retry_at_their_deadline() -> None:
+    gw = FakeGateway(EngineConfig(health_timer=False), seed=73, connect_ms=5)
+    gw.channel.add_account("a", pn=PN)
+    gw.feed(Start(account="a"))
+    gw.run_until(5)
+    assert gw.engine.controller_state("a", 1) == "open"
+    gw.channel.close_account("a", 408)
+    assert gw.engine.controller_state("a", 1) == "backoff"
+    retry = [(d, k) for d, k in gw.scheduler.pending() if k.startswith("timer:retry/")]
+    assert retry == [(5 + 2140, "timer:retry/a/1")]
+    gw.run_until(5 + 2139)
+    assert gw.engine.controller_state("a", 1) == "backoff"
+    gw.run_until(5 + 2140)
+    assert gw.engine.controller_state("a", 1) == "connecting"
+    gw.run_until(5 + 2140 + 5)
+    assert gw.engine.controller_state("a", 1) == "open"
+
+
+def test_incident_is_delivered_through_successor_b_exactly_once() -> None:
+    act = run_act_fake("incident")
+    outcome = act.outcomes[REPLY]
+    assert (outcome.outcome, outcome.via, outcome.generation) == ("delivered", "successor", 2)
+    assert act.ledger.holders(MESSAGE_ID) == (Identity(lid=LID),)
+    assert act.transmissions == 1
+    assert act.ok
+    messages = [e.message for e in act.timeline]
+    assert "Web connection closed (status 408). Retry 1/12 in 2.14s…" in messages
+    restart = next(e for e in act.timeline if e.code == "health_restart")
+    closed = next(e for e in act.timeline if e.code == "lifecycle.retry_scheduled")
+    assert restart.at_ms - closed.at_ms == 114
+    opened = next(e for e in act.timeline if e.code == "socket_opened" and e.generation == 2)
+    assert outcome.at_ms == opened.at_ms + 5  # routed in B's open step, acked after ack_ms
+    routed = next(e for e in act.timeline if e.code == "reply_routed")
+    assert routed.at_ms == opened.at_ms
+
+
+def test_relinked_account_is_refused_at_once_and_b_never_transmits() -> None:
+    act = run_act_fake("relink")
+    outcome = act.outcomes[REPLY]
+    assert outcome.outcome == "refused"
+    assert "different identity" in outcome.reason
+    assert act.transmissions == 0
+    assert act.ledger.total == 0
+    opened = next(e for e in act.timeline if e.code == "socket_opened" and e.generation == 2)
+    assert outcome.at_ms == opened.at_ms
+    assert act.ok
+
+
+def test_the_seed_picks_the_jitter() -> None:
+    act = run_act_fake("incident", seed=1)
+    line = next(e.message for e in act.timeline if e.code == "lifecycle.retry_scheduled")
+    assert "2.14s" not in line
+    assert act.ok  # the outcome does not depend on the jitter
+
+
+def _grace_script(gw: FakeGateway) -> Script:
+    """The incident with the default health config: no restart 114 ms after the 408."""
+    gw.channel.add_account(ACCOUNT, pn=PN)
+    gw.feed(Start(account=ACCOUNT))
+    yield At(10)
+    gw.feed(ReplyCaptured(reply_id=REPLY, account=ACCOUNT, generation=1, chat=GROUP))
+    gw.feed(ReplyReady(reply_id=REPLY, payload="hi"))
+    yield At(11)  # transmitted through A; the 408 comes before the ack
+    gw.channel.close_account(ACCOUNT, 408)
+    yield At(11 + 114)
+    gw.feed(HealthCheck())
+    yield Until(lambda: REPLY in gw.outcomes, 60_000, "reply ends")
+
+
+def test_default_health_keeps_a_and_the_resend_is_deduplicated_by_message_id() -> None:
+    config = EngineConfig(health_timer=False)  # default HealthConfig: retry grace on
+    gw = FakeGateway(config, random=random.Random(73).random, connect_ms=5, ack_ms=50)
+    gw.engine.handle(HealthCheck(), 0)  # the monitor starts at 0 (start-up grace from there)
+    gw.run(_grace_script(gw))
+    codes = [e.code for e in gw.timeline]
+    assert "health_restart" not in codes
+    assert gw.current[ACCOUNT] == 1
+    outcome = gw.outcomes[REPLY]
+    assert (outcome.outcome, outcome.via, outcome.generation) == ("delivered", "origin", 1)
+    assert len(gw.transmissions) == 2
+    assert {t.message_id for t in gw.transmissions} == {REPLY}
+    assert gw.channel.ledger.received(PN) == (REPLY,)
+    assert gw.channel.ledger.duplicates_suppressed == 1
+
+
+def test_until_times_out_with_what_it_waited_for() -> None:
+    gw = FakeGateway(demo_config())
+
+    def never() -> Script:
+        yield Until(lambda: False, 1_000, "something that never happens")
+
+    with pytest.raises(ScriptTimeout, match="something that never happens"):
+        gw.run(never())
+    assert gw.now_ms() == 1_000
+
+
+def test_rejections_are_recorded_not_raised() -> None:
+    gw = FakeGateway(demo_config())
+    gw.feed(ReplyReady(reply_id="nope"))
+    assert [r.code for r in gw.rejections] == ["unknown_reply"]
+    assert gw.timeline[-1].level == "error"
