@@ -1,0 +1,177 @@
+// heirline for Node.js: drives `heirline serve --stdio` (docs/protocol.md) from JavaScript.
+// Dependency-free. One request in flight or many: answers come back in order, one per line.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+
+/** The protocol version this client speaks. */
+export const PROTOCOL = 1;
+
+/** The command spawned when none is given: `heirline serve --stdio`. */
+export const DEFAULT_COMMAND = Object.freeze(["heirline", "serve", "--stdio"]);
+
+/**
+ * The command to spawn: `options.command`, else `HEIRLINE_CMD` (a JSON array, or a
+ * space-separated command line), else {@link DEFAULT_COMMAND}.
+ * @param {string[] | undefined} command
+ * @param {Record<string, string | undefined>} [env]
+ * @returns {string[]}
+ */
+export function resolveCommand(command, env = process.env) {
+  if (command && command.length) return [...command];
+  const raw = env.HEIRLINE_CMD;
+  if (raw && raw.trim()) {
+    const text = raw.trim();
+    if (text.startsWith("[")) {
+      const parsed = JSON.parse(text);
+      if (!Array.isArray(parsed) || !parsed.length || !parsed.every((s) => typeof s === "string")) {
+        throw new TypeError("HEIRLINE_CMD must be a JSON array of strings");
+      }
+      return parsed;
+    }
+    return text.split(/\s+/);
+  }
+  return [...DEFAULT_COMMAND];
+}
+
+/** An error line from the server (`{"error": {"line", "code", "message"}}`). */
+export class HeirlineProtocolError extends Error {
+  /**
+   * @param {{line: number, code: string, message: string}} error
+   * @param {unknown} id
+   */
+  constructor(error, id) {
+    super(`heirline: line ${error.line}: ${error.code}: ${error.message}`);
+    this.name = "HeirlineProtocolError";
+    /** @type {string} */ this.code = error.code;
+    /** @type {number} */ this.line = error.line;
+    /** @type {unknown} */ this.id = id;
+  }
+}
+
+/**
+ * The heirline engine in a child process.
+ *
+ * ```js
+ * const engine = await HeirlineEngine.start({ seed: 7 });
+ * const effects = await engine.send({ type: "start", account: "acct" }, Date.now());
+ * await engine.close();
+ * ```
+ */
+export class HeirlineEngine {
+  /**
+   * Spawn the server and complete the handshake.
+   * @param {import("./index.d.ts").HeirlineOptions} [options]
+   * @returns {Promise<HeirlineEngine>}
+   */
+  static async start(options = {}) {
+    const engine = new HeirlineEngine(options);
+    await engine.ready;
+    return engine;
+  }
+
+  /** @param {import("./index.d.ts").HeirlineOptions} [options] */
+  constructor(options = {}) {
+    const [cmd, ...args] = resolveCommand(options.command, options.env ?? process.env);
+    this.clock = options.clock ?? "host";
+    /** @type {Array<{resolve: (v: any) => void, reject: (e: Error) => void}>} */
+    this._pending = [];
+    this._nextId = 1;
+    this._closed = false;
+    this._stderr = "";
+    this._child = spawn(cmd, args, {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
+    this._child.stderr.setEncoding("utf8");
+    this._child.stderr.on("data", (chunk) => {
+      this._stderr = (this._stderr + chunk).slice(-8192);
+    });
+    this._exit = new Promise((resolve) => {
+      this._child.on("close", (code, signal) => {
+        this._closed = true;
+        const err = new Error(
+          `heirline server exited (code ${code}, signal ${signal}): ${this._stderr.trim()}`,
+        );
+        for (const p of this._pending.splice(0)) p.reject(err);
+        resolve({ code, signal, stderr: this._stderr });
+      });
+    });
+    this._child.on("error", (err) => {
+      this._closed = true;
+      for (const p of this._pending.splice(0)) p.reject(err);
+    });
+    this._child.stdin.on("error", () => {}); // reported through "close"
+    const lines = createInterface({ input: this._child.stdout, crlfDelay: Infinity });
+    lines.on("line", (line) => this._onLine(line));
+    /** @type {Record<string, unknown>} */
+    const hello = { protocol: PROTOCOL, seed: options.seed ?? 0, clock: this.clock };
+    if (options.config) hello.config = options.config;
+    if (options.mapping) hello.mapping = options.mapping;
+    /** Resolves with the server's hello once the handshake is done. */
+    this.ready = this.request({ hello }).then((answer) => {
+      if (answer.error) throw new HeirlineProtocolError(answer.error, null);
+      if (!answer.hello || answer.hello.protocol !== PROTOCOL) {
+        throw new Error(`heirline: unexpected hello answer ${JSON.stringify(answer)}`);
+      }
+      this.serverVersion = answer.hello.heirline;
+      return answer.hello;
+    });
+  }
+
+  /** @param {string} line */
+  _onLine(line) {
+    const pending = this._pending.shift();
+    if (!pending) return; // nothing asked: ignore (should not happen)
+    try {
+      pending.resolve(JSON.parse(line));
+    } catch (err) {
+      pending.reject(/** @type {Error} */ (err));
+    }
+  }
+
+  /**
+   * Send one raw protocol object (or a raw line, for tests) and resolve with the answer object.
+   * @param {object | string} message
+   * @returns {Promise<any>}
+   */
+  request(message) {
+    if (this._closed) return Promise.reject(new Error("heirline: engine is closed"));
+    const line = typeof message === "string" ? message : JSON.stringify(message);
+    if (line.includes("\n")) return Promise.reject(new Error("heirline: a line may not contain a newline"));
+    return new Promise((resolve, reject) => {
+      this._pending.push({ resolve, reject });
+      this._child.stdin.write(line + "\n");
+    });
+  }
+
+  /**
+   * Apply one event at time `now` (ms; omit with clock "monotonic") and resolve with its effects.
+   * Rejects with {@link HeirlineProtocolError} if the server refused the line; the engine's own
+   * refusals arrive as a `rejected` effect.
+   * @param {import("./index.d.ts").Event} event
+   * @param {number} [now]
+   * @returns {Promise<import("./index.d.ts").Effect[]>}
+   */
+  async send(event, now) {
+    const id = this._nextId++;
+    /** @type {Record<string, unknown>} */
+    const message = { id, event };
+    if (this.clock === "host") {
+      if (!Number.isSafeInteger(now)) throw new TypeError("heirline: now must be an integer (ms)");
+      message.now = now;
+    }
+    const answer = await this.request(message);
+    if (answer.error) throw new HeirlineProtocolError(answer.error, answer.id);
+    return answer.effects;
+  }
+
+  /**
+   * End the session (EOF) and wait for the server to exit.
+   * @returns {Promise<{code: number | null, signal: string | null, stderr: string}>}
+   */
+  async close() {
+    if (!this._closed) this._child.stdin.end();
+    return this._exit;
+  }
+}

@@ -1,0 +1,63 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { HeirlineEngine, HeirlineProtocolError, resolveCommand, DEFAULT_COMMAND } from "../index.mjs";
+import { COMMAND } from "./helpers.mjs";
+
+test("resolveCommand: option, then HEIRLINE_CMD, then the default", () => {
+  assert.deepEqual(resolveCommand(["x", "y"], { HEIRLINE_CMD: "a b" }), ["x", "y"]);
+  assert.deepEqual(resolveCommand(undefined, { HEIRLINE_CMD: "py -m heirline.adapters.stdio" }), [
+    "py",
+    "-m",
+    "heirline.adapters.stdio",
+  ]);
+  assert.deepEqual(resolveCommand(undefined, { HEIRLINE_CMD: '["my py", "-m", "m"]' }), ["my py", "-m", "m"]);
+  assert.throws(() => resolveCommand(undefined, { HEIRLINE_CMD: "[1]" }), TypeError);
+  assert.deepEqual(resolveCommand(undefined, {}), [...DEFAULT_COMMAND]);
+  assert.deepEqual(DEFAULT_COMMAND, ["heirline", "serve", "--stdio"]);
+});
+
+test("send resolves effects; bad input rejects with the line and code; the session goes on", async () => {
+  const engine = await HeirlineEngine.start({ command: COMMAND, seed: 7, config: { health_timer: false } });
+  const effects = await engine.send({ type: "start", account: "acct" }, 1000);
+  assert.deepEqual(
+    effects.map((e) => e.type),
+    ["registered", "open_socket", "log"],
+  );
+  await assert.rejects(engine.send({ type: "teleport" }, 1001), (err) => {
+    assert.ok(err instanceof HeirlineProtocolError);
+    assert.equal(err.code, "unknown_event_type");
+    assert.equal(err.line, 3);
+    return true;
+  });
+  await assert.rejects(engine.send({ type: "health_check" }, 5), /now_backwards/);
+  const rejected = await engine.send({ type: "stop", account: "acct", generation: 9 }, 1002);
+  assert.equal(rejected[0].type, "rejected");
+  assert.equal(rejected[0].code, "unknown_controller");
+  // Many requests in flight at once come back in order.
+  const many = await Promise.all(
+    Array.from({ length: 200 }, (_, i) => engine.send({ type: "health_check" }, 2000 + i)),
+  );
+  assert.equal(many.length, 200);
+  const exit = await engine.close();
+  assert.equal(exit.code, 0);
+  assert.match(exit.stderr, /205 lines, 202 events, 2 errors, 1 rejected/);
+  await assert.rejects(engine.send({ type: "health_check" }, 3000), /closed/);
+});
+
+test("monotonic clock: the server stamps the time", async () => {
+  const engine = await HeirlineEngine.start({ command: COMMAND, seed: 1, clock: "monotonic" });
+  const effects = await engine.send({ type: "start", account: "a" });
+  assert.equal(effects[0].type, "registered");
+  await engine.close();
+});
+
+test("a bad hello rejects ready", async () => {
+  const engine = new HeirlineEngine({ command: COMMAND, seed: 1, config: { nope: 1 } });
+  await assert.rejects(engine.ready, (err) => err instanceof HeirlineProtocolError && err.code === "bad_hello");
+  await engine.close();
+});
+
+test("a server that cannot start rejects ready", async () => {
+  const engine = new HeirlineEngine({ command: ["/nonexistent/heirline-server"] });
+  await assert.rejects(engine.ready);
+});
