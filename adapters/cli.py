@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
+#: ``argparse._SubParsersAction[ArgumentParser]``, which is not subscriptable at run time.
+Subparsers = Any
 
 
 # --------------------------------------------------------------------------- demo
@@ -37,7 +40,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_demo(sub: Subparsers) -> None:
     from heirline.adapters.demo import DEFAULT_SEED, DEFAULT_SPEED
 
     p = sub.add_parser(
@@ -75,9 +78,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- table
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (
-    _add_demo,
-)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo,)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from io import TextIOBase
+from typing import Any, TextIO, cast
 
 import orjson
 from rich.console import Console
@@ -371,7 +372,7 @@ def render_summary(console: Console, acts: Sequence[ActResult]) -> None:
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     seed: int = DEFAULT_SEED
-    speed: float = DEFAULT_SPEED
+    speed: float | int = DEFAULT_SPEED
     port: int = 0
     json: bool = False
     color: bool = True
@@ -388,13 +389,13 @@ async def _run_all(options: DemoOptions) -> list[ActResult]:
 def run_demo(
     options: DemoOptions,
     *,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
+    out: TextIOBase | TextIO | None = None,
+    err: TextIOBase | TextIO | None = None,
     runner: Callable[[DemoOptions], list[ActResult]] | None = None,
 ) -> int:
     """Run both acts and print them; 0 if every promise held, 1 if not, 2 if it could not run."""
-    out = sys.stdout if out is None else out
-    err = sys.stderr if err is None else err
+    out = sys.stdout if out is None else cast(TextIO, out)
+    err = sys.stderr if err is None else cast(TextIO, err)
     started = time.monotonic()
     try:
         acts = (runner or (lambda o: asyncio.run(_run_all(o))))(options)

@@ -1,0 +1,74 @@
+"""``heirline demo`` end to end, in process: real loopback sockets, --json parsed, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import orjson
+import pytest
+
+from heirline.adapters import cli
+
+
+def test_demo_json_on_loopback_keeps_every_promise(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--json", "--speed", "40"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    assert doc["ok"] is True
+    assert doc["seed"] == 73
+    incident, relink = doc["acts"]
+    reply = incident["replies"][0]
+    assert (reply["outcome"], reply["via"], reply["generation"]) == ("delivered", "successor", 2)
+    assert [e["identity"]["lid"] for e in incident["ledger"]] == ["123456789012345@lid"]
+    assert incident["ledger"][0]["message_ids"] == ["3EB0C0FFEE0001"]
+    assert relink["replies"][0]["outcome"] == "refused"
+    assert relink["transmissions"] == 0
+    assert relink["ledger"] == []
+
+
+def test_demo_text_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--no-color", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "Act 1" in out
+    assert "Act 2" in out
+    assert "every promise held" in out
+
+
+def test_busy_port_is_a_clear_error_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert cli.main(["demo", "--json", "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"port {port} on 127.0.0.1 is busy" in captured.err
+    assert captured.out == ""
+
+
+def test_demo_leaves_no_task_behind() -> None:
+    from heirline.adapters.demo import DemoOptions, _run_all
+
+    async def main() -> set[asyncio.Task[Any]]:
+        acts = await _run_all(DemoOptions(speed=50))
+        assert all(act.ok for act in acts)
+        me = asyncio.current_task()
+        return {t for t in asyncio.all_tasks() if t is not me}
+
+    assert asyncio.run(main()) == set()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["demo", "--speed", "0"], ["demo", "--speed", "fast"], ["demo", "--port", "70000"], []],
+)
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err
+
+
+def test_subcommands_are_a_table() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["demo"]).handler is cli._cmd_demo
