@@ -38,6 +38,7 @@ def test_scheduler_runs_in_deadline_then_insertion_order() -> None:
     clock = VirtualClock()
     sched = Scheduler(clock)
     ran: list[tuple[str, int]] = []
+
     def record(name: str) -> Callable[[], None]:
         return lambda: ran.append((name, clock.now_ms))
 
