@@ -344,8 +344,13 @@ def _engine_config(top: _Reader) -> EngineConfig:
         engine,
         EngineConfig,
         frozenset({"lifecycle", "health", "resendable_kinds"}),
-        frozenset({"health", "backoff"}),
+        frozenset({"health", "backoff", "resendable_kinds"}),
     )
+    if engine.has("resendable_kinds"):
+        kinds = engine.table["resendable_kinds"]
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise engine.fail("resendable_kinds", f"must be an array of strings, got {kinds!r}")
+        kwargs["resendable_kinds"] = frozenset(kinds)
     health = engine.table_("health")
     backoff = engine.table_("backoff")
     try:
@@ -603,11 +608,14 @@ def _wait(gw: GatewayBase, step: Step, timeout: int) -> Until:
         g = gen()
         return None if g is None else gw.engine.controller_state(account, g)
 
+    which = f" generation {a['generation']}" if "generation" in a else ""
     if "state" in a:
         want = str(a["state"])
-        return Until(lambda: state() == want, timeout, f"{account} controller {want}")
+        return Until(lambda: state() == want, timeout, f"{account}{which} controller {want}")
     avoid = str(a["not_state"])
-    return Until(lambda: state() not in (avoid, None), timeout, f"{account} controller not {avoid}")
+    return Until(
+        lambda: state() not in (avoid, None), timeout, f"{account}{which} controller not {avoid}"
+    )
 
 
 def _current(gw: GatewayBase, account: str, explicit: object) -> int:
