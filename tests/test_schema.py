@@ -189,3 +189,11 @@ def test_bad_lines_break_the_schema_too() -> None:
         log, {"type": "log", "level": "x", "code": "y", "message": "z", "fields": {"a": []}}
     )
     assert errors(_load("response.json"), {"id": None, "error": {"line": 0, "code": "x"}})
+
+
+def test_protocol_doc_shows_the_current_incident_transcript() -> None:
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    incident = (ROOT / "conformance" / "incident.jsonl").read_text(encoding="utf-8")
+    assert incident in doc, "docs/protocol.md: paste the current conformance/incident.jsonl"
+    for code in ERROR_CODES:
+        assert f"`{code}`" in doc, f"docs/protocol.md does not document error {code}"
