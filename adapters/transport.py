@@ -352,6 +352,11 @@ class ChannelTransport:
         sock.is_open = False
         if sock.writer is not None:
             sock.writer.close()
+        if self._sockets.get((sock.account, sock.generation)) is sock:
+            del self._sockets[(sock.account, sock.generation)]
+        # The close first: a consumer that re-routes the failed sends below must already
+        # know this socket is gone, or it would send them straight back into it.
+        self._safe_call("on_close", sock.account, sock.generation, status)
         pending, sock.pending = sock.pending, {}
         for message_id, count in pending.items():
             for _ in range(count):
@@ -363,9 +368,6 @@ class ChannelTransport:
                     True,
                     f"connection closed (status {status}) before the ack",
                 )
-        if self._sockets.get((sock.account, sock.generation)) is sock:
-            del self._sockets[(sock.account, sock.generation)]
-        self._safe_call("on_close", sock.account, sock.generation, status)
 
     def _safe_call(self, name: str, *args: object) -> None:
         """Call one callback; a callback that raises is logged, never kills the socket task."""
