@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from rich.console import Console
@@ -328,8 +328,8 @@ def _dataclass_overrides(
                 raise reader.fail(name, f"must be a number, got {_tname(value)} {value!r}")
         elif isinstance(default, int) or default is None:
             if not isinstance(value, int) or isinstance(value, bool):
-                extra = " (or false to turn it off)" if name == "retry_grace_ms" else ""
-                raise reader.fail(name, f"must be an integer{extra}, got {_tname(value)} {value!r}")
+                hint = " (or false to turn it off)" if name == "retry_grace_ms" else ""
+                raise reader.fail(name, f"must be an integer{hint}, got {_tname(value)} {value!r}")
         else:  # pragma: no cover - no other field kinds are exposed
             raise reader.fail(name, "cannot be set from a scenario")
         out[name] = value
@@ -542,6 +542,7 @@ def load_scenario(path: str | Path) -> Scenario:
 # --------------------------------------------------------------------------- the script
 
 
+@runtime_checkable
 class _Channel(Protocol):
     @property
     def ledger(self) -> Ledger: ...
@@ -904,7 +905,9 @@ def render(console: Console, result: ScenarioResult, *, timeline: bool = True) -
     )
 
 
-def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_run_parser(
+    subparsers: Any,
+) -> None:  # argparse._SubParsersAction (not subscriptable at run time)
     """Register ``heirline run SCENARIO [--real] [--json] [--seed N] [--speed X] [--no-color]``."""
     p = subparsers.add_parser(
         "run",
@@ -923,10 +926,11 @@ def add_run_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(handler=run_command)
 
 
-def run_command(
-    args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None
-) -> int:
-    """Handler of ``heirline run``: 0 if every expectation held, 1 if not, 2 if malformed."""
+def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -> int:
+    """Handler of ``heirline run``: 0 if every expectation held, 1 if not, 2 if malformed.
+
+    ``out``/``err`` are text streams (default stdout/stderr; any object with ``write``).
+    """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
