@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "typecheck", "lint"]
+nox.options.sessions = ["tests", "typecheck", "lint", "node"]
 nox.options.reuse_existing_virtualenvs = False
 
 PYTHON = "3.11"
@@ -48,6 +50,15 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def node(session: nox.Session) -> None:
+    """The Node.js binding's tests: every conformance vector through the real stdio server."""
+    _install(session)
+    python = str(Path(session.bin) / "python")
+    with session.chdir("bindings/node"):
+        session.run("node", "--test", external=True, env={"PYTHON": python})
 
 
 @nox.session(python=PYTHON)

@@ -76,9 +76,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(options)
 
 
+# -------------------------------------------------------------------------- serve
+
+
+def _add_serve(sub: Subparsers) -> None:
+    from heirline.adapters.stdio import add_serve_parser, run_serve
+
+    add_serve_parser(sub)
+    sub.choices["serve"].set_defaults(handler=run_serve)
+
+
 # --------------------------------------------------------------------------- table
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo,)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,3 +72,34 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 def test_subcommands_are_a_table() -> None:
     parser = cli.build_parser()
     assert parser.parse_args(["demo"]).handler is cli._cmd_demo
+
+
+def test_serve_without_a_transport_flag_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["serve"]) == 2
+    assert "pass --stdio" in capsys.readouterr().err
+
+
+def test_serve_stdio_answers_the_handshake_and_one_event_per_line() -> None:
+    import json
+    import subprocess
+    import sys
+
+    lines = (
+        '{"hello":{"protocol":1,"seed":1}}\n'
+        '{"id":1,"now":0,"event":{"type":"start","account":"a"}}\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "heirline.adapters.cli", "serve", "--stdio"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    hello, answer = (json.loads(line) for line in done.stdout.splitlines())
+    assert hello["hello"]["protocol"] == 1
+    assert answer["id"] == 1
+    assert [e["type"] for e in answer["effects"]][:2] == ["registered", "open_socket"]
+    assert "1 events, 0 errors" in done.stderr
