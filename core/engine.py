@@ -376,6 +376,14 @@ class Engine:
 
     def _on_watchdog(self, ev: WatchdogSilence, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
+        if not ctl.controller.has_socket:
+            # The adapter's watchdog raced a close: there is no open socket to close.
+            return _ignored(
+                "stale_watchdog",
+                f"watchdog silence for a {ctl.controller.state} generation ignored",
+                ev.account,
+                ev.generation,
+            )
         return ctl.controller.watchdog(now, ev.silent_ms)
 
     def _on_timer(self, ev: TimerFired, now: int) -> list[Effect]:

@@ -471,6 +471,15 @@ def test_bad_input_is_rejected_with_a_code_and_changes_nothing(event: ev.Event, 
     assert _state(run) == before
 
 
+def test_a_watchdog_that_raced_a_close_is_ignored() -> None:
+    run = Run(incident_config())
+    boot_a(run)
+    run.at(T0, ev.SocketClosed(account=ACCOUNT, generation=1, status=408))
+    out = run.at(T0 + 1, ev.WatchdogSilence(account=ACCOUNT, generation=1, silent_ms=9))
+    assert [(type(e), getattr(e, "code", None)) for e in out] == [(fx.Log, "stale_watchdog")]
+    assert run.engine.controller_state(ACCOUNT, 1) == "backoff"
+
+
 def test_a_retry_timer_that_raced_its_cancel_is_ignored() -> None:
     run = Run(incident_config())
     boot_a(run)
