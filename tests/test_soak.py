@@ -22,6 +22,7 @@ from rich.progress import Progress
 
 from heirline.adapters.aio import AsyncGateway
 from heirline.adapters.channel import ChannelServer, ChaosConfig, Identity
+from heirline.adapters.transport import ChannelTransport
 from heirline.core.backoff import BackoffConfig
 from heirline.core.engine import EngineConfig
 from heirline.core.events import HealthCheck, ReplyCaptured, ReplyReady, Start
@@ -117,10 +118,14 @@ async def _soak(
     server = ChannelServer(max_connections=accounts * 4 + 16)
     await server.start()
     for i, name in enumerate(names):
-        ident = _identity(i)
-        server.add_account(name, ident.pn, ident.lid, ident.e164)
-    gw = RecordingGateway.over_channel(
-        server.port, _config(), random=random.Random(seed).random, speed=SPEED
+        identity = _identity(i)
+        server.add_account(name, identity.pn, identity.lid, identity.e164)
+    port = server.port
+    gw = RecordingGateway(
+        lambda callbacks: ChannelTransport(port, callbacks),
+        _config(),
+        random=random.Random(seed).random,
+        speed=SPEED,
     )
     gw.opened = {}
     captured_as: dict[str, Identity] = {}
@@ -198,15 +203,15 @@ async def _soak(
     # ------------------------------------------------------------ the ledger's verdict
     summary = server.ledger.summary()
     by_message = {m: r for r, m in message_of.items()}
-    for ident in summary.identities:
-        for entry in server.ledger.entries(ident.identity):
-            reply = by_message.get(entry.message_id)
-            assert reply is not None, f"unknown message {entry.message_id} in the ledger"
-            if entry.identity != captured_as[reply]:
+    for held in summary.identities:
+        for entry in server.ledger.entries(held.identity):
+            owner = by_message.get(entry.message_id)
+            assert owner is not None, f"unknown message {entry.message_id} in the ledger"
+            if entry.identity != captured_as[owner]:
                 report.wrong_identity += 1
     report.wrong_identity += len(summary.cross_identity)
     report.duplicates_accepted = sum(
-        len(ident.message_ids) - len(set(ident.message_ids)) for ident in summary.identities
+        len(held.message_ids) - len(set(held.message_ids)) for held in summary.identities
     ) + len(summary.cross_identity)
     report.resends_suppressed = summary.duplicates_suppressed
     report.transmissions = len(gw.transmissions)
