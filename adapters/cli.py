@@ -86,13 +86,25 @@ def _add_serve(sub: Subparsers) -> None:
     sub.choices["serve"].set_defaults(handler=run_serve)
 
 
+# ---------------------------------------------------------------------------- run
+
+
+def _add_run(sub: Subparsers) -> None:
+    from heirline.adapters.scenario import add_run_parser
+
+    add_run_parser(sub)
+
+
 # --------------------------------------------------------------------------- table
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_serve)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_run, _add_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="heirline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="heirline",
+        description="heirline: a sans-I/O decision engine for chat-gateway connection handoff.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)

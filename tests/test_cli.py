@@ -103,3 +103,27 @@ def test_serve_stdio_answers_the_handshake_and_one_event_per_line() -> None:
     assert answer["id"] == 1
     assert [e["type"] for e in answer["effects"]][:2] == ["registered", "open_socket"]
     assert "1 events, 0 errors" in done.stderr
+
+
+def test_run_checks_an_example_scenario_and_reports_its_outcome(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "relink.toml"
+    assert cli.main(["run", str(example), "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert [(r["reply_id"], r["outcome"]) for r in report["replies"]] == [("r1", "refused")]
+    assert report["transmissions"] == 0
+
+
+def test_run_names_the_file_of_a_malformed_scenario(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = [\n", encoding="utf-8")
+    assert cli.main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err
+    assert "TOML syntax" in err
