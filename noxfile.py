@@ -70,7 +70,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios against baselines measured in the same process (see docs/performance.md)."""
+    """Benchmarks: ratios against same-process baselines (docs/performance.md)."""
     _install(session)
     session.run("python", "bench/run.py", *session.posargs)
 

@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
     failed = 0
     for path in chosen:
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load benchmark {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print(f"\n=== {path.stem} ===", flush=True)

@@ -43,7 +43,7 @@ class CloseSocket(Effect):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StartTimer(Effect):
-    """Report ``TimerFired(key)`` at absolute time ``deadline_ms`` (replaces a timer with that key)."""
+    """Report ``TimerFired(key)`` at ``deadline_ms`` (absolute); replaces a timer of that key."""
 
     type: ClassVar[str] = "start_timer"
     key: str

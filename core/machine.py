@@ -19,6 +19,7 @@ fine-grained trigger, then the table says where that trigger leads. Every
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from transitions import Machine
 from transitions.extensions.diagrams import GraphMachine
 
@@ -86,8 +87,7 @@ class MachineSpec:
         return Machine(
             states=list(self.states),
             transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest}
-                for t in self.transitions
+                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in self.transitions
             ],
             initial=self.initial if state is None else state,
             auto_transitions=False,
@@ -99,8 +99,7 @@ class MachineSpec:
         machine = GraphMachine(
             states=list(self.states),
             transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest}
-                for t in self.transitions
+                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in self.transitions
             ],
             initial=self.initial,
             auto_transitions=False,

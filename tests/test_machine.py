@@ -47,7 +47,9 @@ def test_compiled_table_and_transitions_oracle_agree_on_every_pair() -> None:
 
 
 def test_invalid_transition_message_names_machine_state_and_input() -> None:
-    with pytest.raises(InvalidTransition, match=r"door: input 'pull' is not accepted in state 'shut'"):
+    with pytest.raises(
+        InvalidTransition, match=r"door: input 'pull' is not accepted in state 'shut'"
+    ):
         SPEC.compile().next("shut", "pull")
 
 
