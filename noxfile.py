@@ -1,4 +1,4 @@
-"""Every job runs through nox: `nox -l` lists them, plain `nox` runs tests, typecheck and lint."""
+"""Every job runs through nox: `nox -l` lists them; plain `nox` runs tests, typecheck, lint, node."""
 
 from __future__ import annotations
 
