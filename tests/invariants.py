@@ -367,7 +367,7 @@ class InvariantChecker:
 
     # ------------------------------------------------------------ state checks
 
-    def _check_state(self, event: Event, now: int) -> None:
+    def _check_state(self, event: Event | None, now: int) -> None:
         engine = self.engine
         for account, high in self.highest.items():
             for gen in range(1, high + 1):
@@ -419,6 +419,10 @@ class InvariantChecker:
             self._require(not late, f"ends once: {late} open past their deadline at t={now}")
 
     # ----------------------------------------------------------------- queries
+
+    def check(self, now: int) -> None:
+        """Re-run the state checks between steps (they also run after every step)."""
+        self._check_state(None, now)
 
     def outcomes(self) -> dict[str, str]:
         """Reply id -> outcome for every ended reply."""

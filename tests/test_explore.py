@@ -241,10 +241,17 @@ def new_world(known: frozenset[str] = KNOWN_VIOLATIONS) -> World:
     return World(engine, checker, Adapter())
 
 
-def plausible(world: World) -> Iterator[Event | None]:
+def plausible(
+    world: World,
+    *,
+    max_generations: int = MAX_GENERATIONS,
+    replies: tuple[tuple[str, str], ...] = REPLIES,
+    max_ticks: int | None = None,
+) -> Iterator[Event | None]:
     """What an adapter could report now; ``None`` stands for "time advances one tick"."""
     a, engine = world.adapter, world.engine
-    if a.highest < MAX_GENERATIONS:
+    max_ticks = MAX_TICKS if max_ticks is None else max_ticks
+    if a.highest < max_generations:
         yield Start(account=ACCOUNT)
         yield HealthCheck()
     if a.highest and engine.controller_state(ACCOUNT, a.highest) not in TERMINAL_STATES:
@@ -262,7 +269,7 @@ def plausible(world: World) -> Iterator[Event | None]:
     for _, key in due:
         yield TimerFired(key=key)
     open_gens = [gen for gen, sock in sorted(a.sockets.items()) if sock == "open"]
-    for rid, kind in REPLIES:
+    for rid, kind in replies:
         if rid not in a.captured:
             for gen in open_gens:
                 yield ReplyCaptured(
@@ -277,7 +284,7 @@ def plausible(world: World) -> Iterator[Event | None]:
         yield TransmitFailed(reply_id=rid, generation=gen, io_started=False, error="not sent")
     if not a.learned:
         yield MappingLearned(pn=f"{PN_USER}@s.whatsapp.net", lid=f"{LID_USER}@lid")
-    if not due and a.ticks < MAX_TICKS:
+    if not due and a.ticks < max_ticks:
         yield None
 
 
@@ -338,7 +345,8 @@ def racy(world: World) -> Iterator[Event]:
             yield SocketClosed(account=ACCOUNT, generation=gen, status=408)
 
 
-def _apply(world: World, event: Event | None) -> list[Effect]:
+def apply(world: World, event: Event | None) -> list[Effect]:
+    """Hand ``event`` to the world, or advance time one tick for ``None``."""
     if event is None:
         world.adapter.now += STEP_MS
         world.adapter.ticks += 1
@@ -426,7 +434,7 @@ def _explore_from(
             for event in moves:
                 world = restore(blob)
                 world.checker.trace = list(trace)
-                effects = _apply(world, event)
+                effects = apply(world, event)
                 stats.transitions += 1
                 if not hostile and any(isinstance(e, Rejected) for e in effects):
                     raise world.checker.fail(f"a plausible input was rejected: {effects!r}")
