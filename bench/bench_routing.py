@@ -33,7 +33,7 @@ from heirline.core.events import (
     TransmitAcked,
 )
 from heirline.core.health import HealthConfig
-from heirline.core.identity import LidMapping, SelfIdentity, resolve
+from heirline.core.identity import Keys, LidMapping, SelfIdentity, compare, identity_keys, resolve
 from heirline.core.routing import ControllerView, RouteKind, decide_route
 
 REPEATS = 7
@@ -61,26 +61,41 @@ def _dict_lookup_ns() -> float:
     return _per_call_ns(loop, 100, 3000)
 
 
-def _route_inputs() -> tuple[SelfIdentity, ControllerView, ControllerView, LidMapping]:
+def _route_inputs() -> tuple[Keys, ControllerView, ControllerView]:
+    """The engine's inputs: identities resolved once, when they were recorded."""
     mapping = LidMapping.from_pairs([(PN, LID)])
-    origin_identity = resolve(SelfIdentity.parse(pn=f"{PN}:3@s.whatsapp.net"), mapping)
-    origin = ControllerView(1, "stopped", False, None)
-    successor = ControllerView(2, "open", True, SelfIdentity.parse(lid=f"{LID}@lid"))
-    route = decide_route(origin_identity, origin, successor, mapping)
-    assert route.kind is RouteKind.SUCCESSOR, route
-    assert route.generation == 2, route
-    return origin_identity, origin, successor, mapping
+    origin_keys = identity_keys(resolve(SelfIdentity.parse(pn=f"{PN}:3@s.whatsapp.net"), mapping))
+    successor_keys = identity_keys(resolve(SelfIdentity.parse(lid=f"{LID}@lid"), mapping))
+    origin = ControllerView(1, "stopped", False)
+    successor = ControllerView(2, "open", True, successor_keys)
+    route, generation = decide_route(origin_keys, origin, successor)
+    if route.kind is not RouteKind.SUCCESSOR or generation != 2:
+        raise AssertionError(f"expected the successor route, got {route} via {generation}")
+    return origin_keys, origin, successor
 
 
 def _decide_route_ns() -> float:
-    identity, origin, successor, mapping = _route_inputs()
+    keys, origin, successor = _route_inputs()
     decide = decide_route
 
     def loop() -> None:
         for _ in range(1000):
-            decide(identity, origin, successor, mapping)
+            decide(keys, origin, successor)
 
     return _per_call_ns(loop, 20, 1000)
+
+
+def _compare_ns() -> float:
+    """The full guard from raw identities, resolution included (done once per socket)."""
+    mapping = LidMapping.from_pairs([(PN, LID)])
+    original = SelfIdentity.parse(pn=f"{PN}:3@s.whatsapp.net")
+    successor = SelfIdentity.parse(lid=f"{LID}@lid")
+
+    def loop() -> None:
+        for _ in range(1000):
+            compare(original, successor, mapping)
+
+    return _per_call_ns(loop, 5, 1000)
 
 
 def _strip_device(jid: str | None) -> str | None:
@@ -170,11 +185,11 @@ def _check_trace(trace: list[tuple[Event, int]]) -> int:
 
 
 def _profile_route() -> str:
-    identity, origin, successor, mapping = _route_inputs()
+    keys, origin, successor = _route_inputs()
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(20_000):
-        decide_route(identity, origin, successor, mapping)
+        decide_route(keys, origin, successor)
     profiler.disable()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
@@ -185,6 +200,7 @@ def main() -> int:
     floor = _dict_lookup_ns()
     route = _decide_route_ns()
     openclaw = _openclaw_ns()
+    full = _compare_ns()
     trace = incident_trace(ACCOUNTS)
     delivered = _check_trace(trace)
     eps = _events_per_second(trace)
@@ -194,6 +210,10 @@ def main() -> int:
         f"(c) openclaw-style string-set overlap     {openclaw:9.1f} ns  = "
         f"{openclaw / floor:6.1f}x (a);"
         f" (b) is {route / openclaw:.1f}x (c)"
+    )
+    print(
+        f"(b') compare() from raw identities, resolution included (once per socket open): "
+        f"{full:,.0f} ns = {full / floor:.1f}x (a)"
     )
     print(
         f"(d) engine on the incident trace: {len(trace):,} events, {ACCOUNTS:,} accounts, "

@@ -40,6 +40,7 @@ DELIVERY = MachineSpec(
         "transmit",  # a route exists: send through it
         "hold",  # no usable route yet: wait for an event
         "refuse",  # routing refuses: identity different, conflicting or never authenticated
+        "refuse_unclear",  # routing refuses, but an earlier attempt may have reached the receiver
         "ack",  # the channel acknowledged a transmission of this reply
         "lost_before_io",  # the attempt failed before any byte left: free to route again
         "lost_resendable",  # I/O may have started; resend allowed with the same message id
@@ -56,6 +57,7 @@ DELIVERY = MachineSpec(
         _T(WAITING, "transmit", IN_FLIGHT),
         _T(WAITING, "hold", WAITING),
         _T(WAITING, "refuse", REFUSED),
+        _T(WAITING, "refuse_unclear", UNKNOWN),
         _T(WAITING, "ack", DELIVERED),  # a late ack of an earlier attempt
         _T(WAITING, "deadline", FAILED),
         _T(WAITING, "deadline_unclear", UNKNOWN),

@@ -54,7 +54,15 @@ from heirline.core.health import (
     HealthConfig,
     HealthMonitor,
 )
-from heirline.core.identity import UNAUTHENTICATED, LidMapping, SelfIdentity, resolve
+from heirline.core.identity import (
+    NO_KEYS,
+    UNAUTHENTICATED,
+    Keys,
+    LidMapping,
+    SelfIdentity,
+    identity_keys,
+    resolve,
+)
 from heirline.core.lifecycle import TERMINAL_STATES, Controller, LifecycleConfig
 from heirline.core.registry import ChangeKind, Registry
 from heirline.core.routing import ControllerView, RouteKind, decide_route
@@ -124,11 +132,12 @@ class _Rejection(HeirlineError):
 class _Ctl:
     """One controller generation as the engine tracks it."""
 
-    __slots__ = ("controller", "identity", "in_flight", "last_event_ms")
+    __slots__ = ("controller", "identity", "in_flight", "keys", "last_event_ms")
 
     def __init__(self, controller: Controller, now: int) -> None:
         self.controller = controller
         self.identity: SelfIdentity | None = None
+        self.keys: Keys = NO_KEYS  # identity resolved through the current mapping
         self.in_flight: set[str] = set()
         self.last_event_ms = now
 
@@ -142,6 +151,7 @@ class _Reply:
         "deadline_ms",
         "identity",
         "io_ever_started",
+        "keys",
         "kind",
         "message_id",
         "origin",
@@ -163,6 +173,7 @@ class _Reply:
         self.message_id = ev.message_id if ev.message_id is not None else ev.reply_id
         self.deadline_ms = deadline_ms
         self.identity = identity
+        self.keys: Keys = identity_keys(identity)
         self.state = delivery.PENDING
         self.payload = ""
         self.via: int | None = None
@@ -219,15 +230,19 @@ class Engine:
         handler = self._handlers.get(type(event))
         if handler is None:
             return [Rejected(code="unknown_event", message=f"unknown event {event!r}")]
-        if self._health is None:
+        first = self._health is None
+        if first:  # the health policy's clock starts with the first accepted event
             self._health = HealthMonitor(self.config.health, now)
         try:
             return handler(event, now)
-        except _Rejection as err:
-            return [Rejected(code=err.code, message=str(err))]
-        except InvalidTransition as err:
-            return [Rejected(code="invalid_transition", message=str(err))]
-        except HeirlineError as err:  # malformed identity, contradictory mapping
+        except HeirlineError as err:
+            if first:
+                self._health = None
+            if isinstance(err, _Rejection):
+                return [Rejected(code=err.code, message=str(err))]
+            if isinstance(err, InvalidTransition):
+                return [Rejected(code="invalid_transition", message=str(err))]
+            # A malformed identity, a contradictory mapping: named by the error's type.
             return [Rejected(code=type(err).__name__, message=str(err))]
 
     # ------------------------------------------------------------------ queries
@@ -306,6 +321,7 @@ class Engine:
     def _stop_ctl(self, ctl: _Ctl, reason: str, now: int) -> list[Effect]:
         out = ctl.controller.stop(reason, now)
         ctl.identity = None
+        ctl.keys = NO_KEYS
         out += self._unregister(ctl)
         out += self._lose_in_flight(ctl, f"controller stopped ({reason})", now)
         return out
@@ -345,6 +361,7 @@ class Engine:
             ]
         out = ctl.controller.opened(now)
         ctl.identity = identity
+        ctl.keys = identity_keys(resolve(identity, self._mapping))
         ctl.last_event_ms = now
         out.append(
             Log(
@@ -368,6 +385,7 @@ class Engine:
             )
         out = ctl.controller.closed(ev.status, now, self._random())
         ctl.identity = None
+        ctl.keys = NO_KEYS
         ctl.last_event_ms = now
         if ctl.controller.state in TERMINAL_STATES:  # logged out, replaced, forbidden, exhausted
             out += self._unregister(ctl)
@@ -473,7 +491,13 @@ class Engine:
     # ----------------------------------------------------------------- mapping
 
     def _on_mapping(self, ev: MappingLearned, now: int) -> list[Effect]:
-        self._mapping = self._mapping.with_pair(ev.pn, ev.lid)
+        mapping = self._mapping = self._mapping.with_pair(ev.pn, ev.lid)
+        # Re-resolve every identity routing may compare: the new pair may fill a form.
+        for ctl in self._ctls.values():
+            if ctl.identity is not None:
+                ctl.keys = identity_keys(resolve(ctl.identity, mapping))
+        for reply in self._replies.values():
+            reply.keys = identity_keys(resolve(reply.identity, mapping))
         out: list[Effect] = []
         for account in list(self._waiting):
             out += self._wake(account, now)
@@ -530,56 +554,63 @@ class Engine:
         if ctl is None:
             return None
         c = ctl.controller
-        return ControllerView(generation, c.state, c.has_socket, ctl.identity)
+        return ControllerView(generation, c.state, c.has_socket, ctl.keys)
 
     def _route(self, reply: _Reply, now: int) -> list[Effect]:
         account = reply.account
-        route = decide_route(
-            reply.identity,
+        route, generation = decide_route(
+            reply.keys,
             self._view(account, reply.origin),
             self._view(account, self._registry.current(account)),
-            self._mapping,
         )
-        if route.kind is RouteKind.WAIT:
+        kind = route.kind
+        if kind is RouteKind.WAIT:
             reply.state = delivery.TABLE.next(reply.state, "hold")
             self._waiting.setdefault(account, {})[reply.reply_id] = None
-            if route.reason == reply.wait_reason:
+            reason = route.reason(generation)
+            if reason == reply.wait_reason:
                 return []
-            reply.wait_reason = route.reason
+            reply.wait_reason = reason
             return [
                 Log(
                     level="info",
                     code="reply_waiting",
-                    message=f"reply {reply.reply_id} waits: {route.reason}",
+                    message=f"reply {reply.reply_id} waits: {reason}",
                     account=account,
                     generation=reply.origin,
                 )
             ]
-        if route.kind is RouteKind.REFUSE:
+        if kind is RouteKind.REFUSE:
+            reason = route.reason(generation)
+            if reply.io_ever_started:
+                # Nothing more goes out, but an earlier attempt may have arrived: say so.
+                reply.state = delivery.TABLE.next(reply.state, "refuse_unclear")
+                reason += "; an earlier transmission may have reached the receiver"
+                outcome = ReplyFailed(reply_id=reply.reply_id, outcome="unknown", reason=reason)
+                return self._end(reply, outcome)
             reply.state = delivery.TABLE.next(reply.state, "refuse")
-            return self._end(
-                reply, ReplyFailed(reply_id=reply.reply_id, outcome="refused", reason=route.reason)
-            )
-        assert route.generation is not None
+            outcome = ReplyFailed(reply_id=reply.reply_id, outcome="refused", reason=reason)
+            return self._end(reply, outcome)
+        assert generation is not None  # ORIGIN and SUCCESSOR always name their generation
         reply.state = delivery.TABLE.next(reply.state, "transmit")
         self._unwait(reply)
-        reply.via = route.generation
+        reply.via = generation
         reply.transmissions += 1
-        reply.sent_via.add(route.generation)
-        self._ctls[(account, route.generation)].in_flight.add(reply.reply_id)
+        reply.sent_via.add(generation)
+        self._ctls[(account, generation)].in_flight.add(reply.reply_id)
         return [
             Log(
                 level="info",
                 code="reply_routed",
-                message=f"reply {reply.reply_id} -> {route.reason}",
+                message=f"reply {reply.reply_id} -> {route.reason(generation)}",
                 account=account,
-                generation=route.generation,
-                fields={"route": route.kind.value, "attempt": reply.transmissions},
+                generation=generation,
+                fields={"route": kind.value, "attempt": reply.transmissions},
             ),
             Transmit(
                 reply_id=reply.reply_id,
                 account=account,
-                generation=route.generation,
+                generation=generation,
                 message_id=reply.message_id,
                 chat=reply.chat,
                 kind=reply.kind,

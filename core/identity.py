@@ -258,25 +258,36 @@ def _joined(forms: Iterable[str]) -> str:
     return ", ".join(forms)
 
 
-def compare(
-    original: SelfIdentity, successor: SelfIdentity, mapping: LidMapping = EMPTY_MAPPING
-) -> Verdict:
-    """Decide whether ``successor`` is the same account as ``original``.
+#: The comparison keys of a *resolved* identity: (pn user, lid user, E.164), any ``None``.
+Keys = tuple[str | None, str | None, str | None]
 
-    Both sides are first resolved through ``mapping``; then each form present on
-    both sides is either matched (equal user / number) or contradicted:
+#: The keys of an identity with no form at all.
+NO_KEYS: Final[Keys] = (None, None, None)
 
-    * same: at least one matched, none contradicted;
-    * different: some contradicted, none matched (relinked to another number);
-    * conflicting: some matched and some contradicted (fail closed);
-    * not comparable: a side is unauthenticated, or no form is present on both.
 
-    Symmetric in kind, matched and contradicted (the reason names the sides).
+def identity_keys(identity: SelfIdentity) -> Keys:
+    """The comparison key of each form of ``identity`` (resolve it first).
+
+    JIDs compare on their user part within their domain, E.164 on the number.
     """
+    pn, lid = identity.pn, identity.lid
+    return (
+        None if pn is None else pn.user,
+        None if lid is None else lid.user,
+        identity.e164,
+    )
+
+
+# One cell per form: whether it is on neither side, one side, or both (equal / unequal).
+_NEITHER, _LEFT, _RIGHT, _EQUAL, _UNEQUAL = range(5)
+
+
+def _verdict_for(cells: tuple[int, int, int]) -> Verdict:
+    """The verdict (with its reason) for one combination of cells: the guard's rules."""
+    left = [form for form, c in zip(FORMS, cells, strict=True) if c in (_LEFT, _EQUAL, _UNEQUAL)]
+    right = [form for form, c in zip(FORMS, cells, strict=True) if c in (_RIGHT, _EQUAL, _UNEQUAL)]
     unauthenticated = [
-        side
-        for side, identity in (("original", original), ("successor", successor))
-        if not identity.authenticated
+        side for side, forms in (("original", left), ("successor", right)) if not forms
     ]
     if unauthenticated:
         who = " and ".join(unauthenticated)
@@ -284,11 +295,8 @@ def compare(
         return Verdict(
             VerdictKind.NOT_COMPARABLE, (), (), f"not comparable: {who} {verb} unauthenticated"
         )
-    left = resolve(original, mapping)._keys()
-    right = resolve(successor, mapping)._keys()
-    shared = [form for form in FORMS if form in left and form in right]
-    matched = tuple(form for form in shared if left[form] == right[form])
-    contradicted = tuple(form for form in shared if left[form] != right[form])
+    matched = tuple(form for form, c in zip(FORMS, cells, strict=True) if c == _EQUAL)
+    contradicted = tuple(form for form, c in zip(FORMS, cells, strict=True) if c == _UNEQUAL)
     if matched and contradicted:
         return Verdict(
             VerdictKind.CONFLICTING,
@@ -312,4 +320,64 @@ def compare(
         (),
         f"not comparable: no form present on both sides (original has {_joined(left)}; "
         f"successor has {_joined(right)})",
+    )
+
+
+#: Every possible verdict, built once: index ``25 * pn_cell + 5 * lid_cell + e164_cell``.
+VERDICTS: Final = tuple(
+    _verdict_for((a, b, c)) for a in range(5) for b in range(5) for c in range(5)
+)
+
+
+def judge(original: Keys, successor: Keys) -> Verdict:
+    """:func:`compare` on keys that are already resolved: the routing hot path."""
+    return VERDICTS[verdict_index(original, successor)]
+
+
+def verdict_index(original: Keys, successor: Keys) -> int:
+    """The index of the verdict in :data:`VERDICTS`; allocates nothing.
+
+    Each form's cell is written out inline (neither / left only / right only /
+    equal / unequal) because a helper call per form would double the cost.
+    """
+    p, n, e = original
+    q, m, f = successor
+    return (
+        25
+        * (
+            (_NEITHER if q is None else _RIGHT)
+            if p is None
+            else (_LEFT if q is None else _EQUAL if p == q else _UNEQUAL)
+        )
+        + 5
+        * (
+            (_NEITHER if m is None else _RIGHT)
+            if n is None
+            else (_LEFT if m is None else _EQUAL if n == m else _UNEQUAL)
+        )
+        + (
+            (_NEITHER if f is None else _RIGHT)
+            if e is None
+            else (_LEFT if f is None else _EQUAL if e == f else _UNEQUAL)
+        )
+    )
+
+
+def compare(
+    original: SelfIdentity, successor: SelfIdentity, mapping: LidMapping = EMPTY_MAPPING
+) -> Verdict:
+    """Decide whether ``successor`` is the same account as ``original``.
+
+    Both sides are first resolved through ``mapping``; then each form present on
+    both sides is either matched (equal user / number) or contradicted:
+
+    * same: at least one matched, none contradicted;
+    * different: some contradicted, none matched (relinked to another number);
+    * conflicting: some matched and some contradicted (fail closed);
+    * not comparable: a side is unauthenticated, or no form is present on both.
+
+    Symmetric in kind, matched and contradicted (the reason names the sides).
+    """
+    return judge(
+        identity_keys(resolve(original, mapping)), identity_keys(resolve(successor, mapping))
     )

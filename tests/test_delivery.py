@@ -21,6 +21,7 @@ EXPECTED = {
     ("waiting", "transmit"): "in_flight",
     ("waiting", "hold"): "waiting",
     ("waiting", "refuse"): "refused",
+    ("waiting", "refuse_unclear"): "unknown",
     ("waiting", "ack"): "delivered",
     ("waiting", "deadline"): "failed",
     ("waiting", "deadline_unclear"): "unknown",

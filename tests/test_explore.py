@@ -41,8 +41,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from heirline.core.backoff import BackoffConfig
 from heirline.core.effects import (
     CancelTimer,
@@ -51,6 +49,7 @@ from heirline.core.effects import (
     OpenSocket,
     Rejected,
     ReplyDelivered,
+    ReplyFailed,
     StartTimer,
     Transmit,
 )
@@ -76,7 +75,6 @@ from heirline.core.lifecycle import TERMINAL_STATES, LifecycleConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from invariants import (
     InvariantChecker,
-    InvariantViolation,
     TraceEntry,
     format_trace,
 )
@@ -229,10 +227,10 @@ def restore(blob: bytes) -> World:
     return world
 
 
-#: Engine bugs found by this explorer, reproduced by strict xfail tests below and reported.
-#: The explorer counts them instead of stopping at the first one, so that everything
-#: behind them is still explored; every other invariant stays fatal.
-KNOWN_VIOLATIONS = frozenset({"refused_after_io", "rejected_first_input_arms_health"})
+#: Engine bugs the explorer may count instead of stopping at the first one (each must be
+#: pinned by a strict xfail test). The two it found -- "refused_after_io" and
+#: "rejected_first_input_arms_health" -- are fixed and now pinned by passing tests below.
+KNOWN_VIOLATIONS: frozenset[str] = frozenset()
 
 
 def new_world(known: frozenset[str] = KNOWN_VIOLATIONS) -> World:
@@ -463,12 +461,6 @@ def _check_rejected(blob: bytes, trace: tuple[TraceEntry, ...], event: Event, st
     if len(effects) != 1 or not isinstance(effects[0], Rejected):
         raise world.checker.fail(f"bad input {event!r} was not rejected: {effects!r}")
     after = snapshot(world)
-    if after != before and not world.adapter.handled:
-        # Known engine bug (see the strict xfail test below): the first input, even a
-        # rejected one, arms the health monitor's start-up clock.
-        tag = "rejected_first_input_arms_health"
-        stats.known[tag] = stats.known.get(tag, 0) + 1
-        return
     if after != before:
         raise AssertionError(
             f"rejected input {event!r} changed the world:\n{_diff(before, after)}\n"
@@ -521,14 +513,8 @@ def test_bad_and_racy_inputs_are_rejected_or_harmless() -> None:
     assert stats.rejections >= 3_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvariantViolation,
-    reason="engine bug: a text whose transmission may have reached the receiver (origin "
-    "stopped mid-send) is later reported 'refused' (never sent) when the successor is "
-    "relinked; it should end 'unknown' (_route's REFUSE ignores io_ever_started)",
-)
-def test_refused_after_a_transmission_may_have_arrived() -> None:
+def test_refused_after_a_transmission_may_have_arrived_ends_unknown() -> None:
+    """Found by the explorer: this once ended 'refused' (never sent), which was untrue."""
     world = new_world(known=frozenset())
     world.step(Start(account=ACCOUNT))
     world.step(SocketOpened(account=ACCOUNT, generation=1, **VARIANTS["origin"]))
@@ -537,16 +523,14 @@ def test_refused_after_a_transmission_may_have_arrived() -> None:
     world.step(Start(account=ACCOUNT))  # supersedes generation 1 while r1 is in flight
     # Generation 2 is relinked to another number: the reply may not go through it, but
     # the transmission through generation 1 may already have reached the receiver.
-    world.step(SocketOpened(account=ACCOUNT, generation=2, **VARIANTS["relinked"]))
+    out = world.step(SocketOpened(account=ACCOUNT, generation=2, **VARIANTS["relinked"]))
+    (ended,) = [e for e in out if isinstance(e, ReplyFailed)]
+    assert ended.outcome == "unknown"
+    assert "an earlier transmission may have reached the receiver" in ended.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Engine.handle creates the HealthMonitor (its start-up grace clock) "
-    "on the first input before validating it, so a rejected input changes later health "
-    "decisions; 'Rejected' promises the state is exactly as it was",
-)
 def test_a_rejected_first_input_changes_nothing() -> None:
+    """Found by the explorer: a rejected first input used to start the health clock."""
     config = EngineConfig(
         health=HealthConfig(startup_grace_ms=60_000, connect_grace_ms=0, retry_grace_ms=None),
         health_timer=False,

@@ -2,99 +2,138 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
-from heirline.core.identity import LidMapping, SelfIdentity, VerdictKind
+from heirline.core.identity import (
+    NO_KEYS,
+    Keys,
+    LidMapping,
+    SelfIdentity,
+    Verdict,
+    VerdictKind,
+    identity_keys,
+    resolve,
+)
 from heirline.core.routing import ControllerView, RouteKind, decide_route
 
 PN = "4915123456789@s.whatsapp.net"
 LID = "123456789012345@lid"
-ME = SelfIdentity.parse(pn=PN)
-OTHER = SelfIdentity.parse(pn="4917000000001@s.whatsapp.net")
 EMPTY = LidMapping.from_pairs(())
 
 
-def view(gen: int, state: str = "open", identity: SelfIdentity | None = ME) -> ControllerView:
-    return ControllerView(gen, state, state == "open", identity if state == "open" else None)
+def keys(mapping: LidMapping = EMPTY, **forms: str) -> Keys:
+    return identity_keys(resolve(SelfIdentity.parse(**forms), mapping))
+
+
+ME = keys(pn=PN)
+OTHER = keys(pn="4917000000001@s.whatsapp.net")
+
+
+def view(gen: int, state: str = "open", identity: Keys = ME) -> ControllerView:
+    return ControllerView(gen, state, state == "open", identity if state == "open" else NO_KEYS)
+
+
+class Decided(NamedTuple):
+    kind: RouteKind
+    generation: int | None
+    reason: str
+    verdict: Verdict | None
+
+
+def decide(
+    origin_keys: Keys, origin: ControllerView | None, current: ControllerView | None
+) -> Decided:
+    route, generation = decide_route(origin_keys, origin, current)
+    return Decided(route.kind, generation, route.reason(generation), route.verdict)
 
 
 def test_the_origin_socket_is_used_while_it_is_open_and_still_the_same_identity() -> None:
-    route = decide_route(ME, view(1), view(1), EMPTY)
-    assert (route.kind, route.generation) == (RouteKind.ORIGIN, 1)
-    assert route.verdict is not None
-    assert route.verdict.kind is VerdictKind.SAME
+    d = decide(ME, view(1), view(1))
+    assert (d.kind, d.generation) == (RouteKind.ORIGIN, 1)
+    assert d.verdict is not None
+    assert d.verdict.kind is VerdictKind.SAME
+    assert d.reason == "origin generation 1: same identity: pn, e164 matched"
 
 
 def test_a_same_identity_successor_carries_the_reply_when_the_origin_is_gone() -> None:
-    route = decide_route(ME, view(1, "stopped"), view(2), EMPTY)
-    assert (route.kind, route.generation) == (RouteKind.SUCCESSOR, 2)
-    assert route.reason.startswith("successor generation 2: same identity")
+    d = decide(ME, view(1, "stopped"), view(2))
+    assert (d.kind, d.generation) == (RouteKind.SUCCESSOR, 2)
+    assert d.reason == "successor generation 2: same identity: pn, e164 matched"
 
 
 def test_a_forgotten_origin_is_treated_like_a_stopped_one() -> None:
-    assert decide_route(ME, None, view(2), EMPTY).kind is RouteKind.SUCCESSOR
+    assert decide(ME, None, view(2)).kind is RouteKind.SUCCESSOR
 
 
 @pytest.mark.parametrize("state", ["idle", "connecting", "closing", "backoff"])
 def test_an_origin_that_may_reconnect_makes_the_reply_wait(state: str) -> None:
-    route = decide_route(ME, view(1, state), view(1, state), EMPTY)
-    assert route.kind is RouteKind.WAIT
-    assert route.reason == f"origin generation 1 is {state} and may reconnect"
+    d = decide(ME, view(1, state), view(1, state))
+    assert d.kind is RouteKind.WAIT
+    assert d.reason == f"origin generation 1 is {state} and may reconnect"
 
 
 @pytest.mark.parametrize("state", ["stopped", "logged_out", "exhausted"])
 def test_no_successor_makes_the_reply_wait(state: str) -> None:
-    route = decide_route(ME, view(1, state), None, EMPTY)
-    assert (route.kind, route.reason) == (RouteKind.WAIT, "no successor registered yet")
+    d = decide(ME, view(1, state), None)
+    assert (d.kind, d.generation, d.reason) == (RouteKind.WAIT, None, "no successor registered yet")
 
 
 def test_a_successor_that_is_not_open_yet_makes_the_reply_wait() -> None:
-    route = decide_route(ME, view(1, "stopped"), view(2, "connecting"), EMPTY)
-    assert route.kind is RouteKind.WAIT
-    assert route.reason == "successor generation 2 is connecting, not open yet"
+    d = decide(ME, view(1, "stopped"), view(2, "connecting"))
+    assert d.kind is RouteKind.WAIT
+    assert d.reason == "successor generation 2 is connecting, not open yet"
 
 
-def test_an_unauthenticated_successor_makes_the_reply_wait() -> None:
-    route = decide_route(ME, view(1, "stopped"), view(2, identity=SelfIdentity()), EMPTY)
-    assert route.kind is RouteKind.WAIT
-    assert route.reason.endswith("is open but not authenticated yet")
+@pytest.mark.parametrize("role", ["origin", "successor"])
+def test_an_unauthenticated_socket_makes_the_reply_wait(role: str) -> None:
+    anon = view(2, identity=NO_KEYS)
+    d = decide(ME, anon, None) if role == "origin" else decide(ME, view(1, "stopped"), anon)
+    assert (d.kind, d.generation) == (RouteKind.WAIT, 2)
+    assert d.reason == f"{role} generation 2 is open but not authenticated yet"
 
 
 def test_a_different_successor_is_refused_with_the_verdict() -> None:
-    route = decide_route(ME, view(1, "stopped"), view(2, identity=OTHER), EMPTY)
-    assert route.kind is RouteKind.REFUSE
-    assert route.generation is None
-    assert route.verdict is not None
-    assert route.verdict.kind is VerdictKind.DIFFERENT
+    d = decide(ME, view(1, "stopped"), view(2, identity=OTHER))
+    assert d.kind is RouteKind.REFUSE
+    assert d.verdict is not None
+    assert d.verdict.kind is VerdictKind.DIFFERENT
+    assert d.reason.startswith("successor generation 2: different identity")
 
 
 def test_a_conflicting_successor_is_refused() -> None:
-    origin = SelfIdentity.parse(pn=PN, lid=LID)
-    successor = SelfIdentity.parse(pn="4917000000001@s.whatsapp.net", lid=LID)
-    route = decide_route(origin, view(1, "stopped"), view(2, identity=successor), EMPTY)
-    assert route.kind is RouteKind.REFUSE
-    assert route.verdict is not None
-    assert route.verdict.kind is VerdictKind.CONFLICTING
+    origin = keys(pn=PN, lid=LID)
+    successor = keys(pn="4917000000001@s.whatsapp.net", lid=LID)
+    d = decide(origin, view(1, "stopped"), view(2, identity=successor))
+    assert d.kind is RouteKind.REFUSE
+    assert d.verdict is not None
+    assert d.verdict.kind is VerdictKind.CONFLICTING
 
 
 def test_not_comparable_waits_and_the_mapping_makes_it_same() -> None:
-    lid_only = SelfIdentity.parse(lid=LID)
-    waiting = decide_route(ME, view(1, "stopped"), view(2, identity=lid_only), EMPTY)
+    waiting = decide(ME, view(1, "stopped"), view(2, identity=keys(lid=LID)))
     assert waiting.kind is RouteKind.WAIT
+    assert "not comparable" in waiting.reason
     mapped = LidMapping.from_pairs([(PN, LID)])
-    assert decide_route(ME, view(1, "stopped"), view(2, identity=lid_only), mapped).kind is (
-        RouteKind.SUCCESSOR
-    )
+    resolved = view(2, identity=keys(mapped, lid=LID))
+    assert decide(keys(mapped, pn=PN), view(1, "stopped"), resolved).kind is RouteKind.SUCCESSOR
 
 
 def test_an_origin_relinked_under_its_live_socket_is_refused() -> None:
-    route = decide_route(ME, view(1, identity=OTHER), view(1, identity=OTHER), EMPTY)
-    assert route.kind is RouteKind.REFUSE
+    d = decide(ME, view(1, identity=OTHER), view(1, identity=OTHER))
+    assert (d.kind, d.generation) == (RouteKind.REFUSE, 1)
 
 
 def test_an_unauthenticated_origin_is_refused_whatever_the_sockets() -> None:
-    route = decide_route(SelfIdentity(), view(1), view(2), EMPTY)
-    assert (route.kind, route.reason) == (
+    d = decide(NO_KEYS, view(1), view(2))
+    assert (d.kind, d.reason) == (
         RouteKind.REFUSE,
         "origin never authenticated: no identity to match",
     )
+
+
+def test_routes_through_a_socket_are_shared_constants() -> None:
+    first, _ = decide_route(ME, view(1, "stopped"), view(2))
+    second, _ = decide_route(ME, view(1, "stopped"), view(7))
+    assert first is second  # nothing is allocated per decision on the hot path
