@@ -137,6 +137,8 @@ class ChannelControl(Protocol):
 
     def close_account(self, account: str, status: int | None) -> int: ...
 
+    def logout(self, account: str, status: int | None = STATUS_LOGGED_OUT) -> int: ...
+
     def relink(
         self,
         account: str,

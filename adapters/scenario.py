@@ -23,7 +23,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import orjson
 from rich.console import Console
@@ -34,6 +34,7 @@ from heirline.adapters.aio import AsyncGateway
 from heirline.adapters.channel import ChannelServer, Ledger
 from heirline.adapters.fake import (
     At,
+    ChannelControl,
     FakeGateway,
     GatewayBase,
     ReplyOutcome,
@@ -542,30 +543,7 @@ def load_scenario(path: str | Path) -> Scenario:
 # --------------------------------------------------------------------------- the script
 
 
-@runtime_checkable
-class _Channel(Protocol):
-    @property
-    def ledger(self) -> Ledger: ...
-
-    def add_account(
-        self, account: str, pn: str | None = None, lid: str | None = None, e164: str | None = None
-    ) -> Any: ...
-
-    def close_account(self, account: str, status: int | None) -> int: ...
-
-    def logout(self, account: str, status: int | None = 401) -> int: ...
-
-    def relink(
-        self,
-        account: str,
-        pn: str | None,
-        lid: str | None,
-        e164: str | None,
-        status: int | None = 401,
-    ) -> int: ...
-
-
-def scenario_script(sc: Scenario, gw: GatewayBase, channel: _Channel) -> Script:
+def scenario_script(sc: Scenario, gw: GatewayBase, channel: ChannelControl) -> Script:
     """The scenario as a runtime-neutral script (for the fake or the asyncio gateway)."""
     for acct in sc.accounts:
         channel.add_account(acct.name, acct.pn, acct.lid, acct.e164)
@@ -626,7 +604,7 @@ def _current(gw: GatewayBase, account: str, explicit: object) -> int:
     return 0 if generation is None else generation  # 0: the engine rejects it, reported
 
 
-def _act(step: Step, gw: GatewayBase, channel: _Channel, captured: list[str]) -> None:
+def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: list[str]) -> None:
     a = step.args
     action = step.action
     account = a.get("account")
