@@ -79,4 +79,7 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """The long chaos soak over loopback (bounded in count and time)."""
     _install(session, "[test]")
-    session.run("pytest", "-m", "soak", "-v", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"})
+    # -s: the soak prints its progress and its counts (replies, restarts, wrong identity, ...)
+    session.run(
+        "pytest", "-m", "soak", "-v", "-s", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"}
+    )
