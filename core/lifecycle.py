@@ -92,7 +92,14 @@ LIFECYCLE = MachineSpec(
     transitions=(
         Transition(IDLE, "start", CONNECTING),
         Transition(CONNECTING, "opened", OPEN),
-        *(Transition(CONNECTING, trigger, dest) for trigger, dest in _CLOSE_DESTS),
+        # A socket that never opened cannot be restarted at once (no close_reconnect):
+        # a 515 there is classified as a retry, so a server that answers every connect
+        # with 515 costs attempts instead of spinning the controller.
+        *(
+            Transition(CONNECTING, trigger, dest)
+            for trigger, dest in _CLOSE_DESTS
+            if trigger != "close_reconnect"
+        ),
         *(Transition(OPEN, trigger, dest) for trigger, dest in _CLOSE_DESTS),
         Transition(OPEN, "watchdog", CLOSING),
         *(Transition(CLOSING, trigger, dest) for trigger, dest in _CLOSE_DESTS),
@@ -214,6 +221,8 @@ class Controller:
             attempt = 0
         decision = self.config.status_policy.decide(status)
         action = decision.action
+        if action is CloseAction.RECONNECT and self.state == CONNECTING:
+            action = CloseAction.RETRY  # restart-required before the socket ever opened
         max_attempts = backoff.max_attempts
         if action is CloseAction.RETRY:
             if attempt >= max_attempts:

@@ -203,7 +203,11 @@ def oracle_dest(state: str, trigger: str) -> str | None:
     return str(machine.state)
 
 
-@pytest.mark.parametrize(("state", "trigger"), LIFECYCLE.pairs())
+#: Pairs no input can produce: the classification turns the input into another trigger.
+UNREACHABLE = {("connecting", "close_reconnect")}
+
+
+@pytest.mark.parametrize(("state", "trigger"), sorted(set(LIFECYCLE.pairs()) - UNREACHABLE))
 def test_every_state_trigger_pair_is_a_transition_with_its_effects_or_a_rejection(
     state: str, trigger: str
 ) -> None:
@@ -228,6 +232,26 @@ def test_every_state_trigger_pair_is_a_transition_with_its_effects_or_a_rejectio
     assert controller.has_socket is (dest == "open")
     assert controller.is_terminal is (dest in TERMINAL_STATES)
     assert (controller.retry_at_ms is not None) is (dest == "backoff")
+
+
+def test_a_515_before_the_socket_ever_opened_backs_off_instead_of_spinning() -> None:
+    c = in_state("connecting")
+    assert not TABLE.accepts("connecting", "close_reconnect")
+    effects = c.closed(515, NOW, U)
+    assert (c.state, c.attempt) == ("backoff", 1)
+    assert effects[0] == StartTimer(key=KEY, deadline_ms=NOW + 2140)
+    # A server answering every connect with 515 uses up the budget and ends exhausted.
+    for _ in range(MAX):
+        assert c.retry_at_ms is not None
+        c.retry_due(c.retry_at_ms)
+        c.closed(515, c.last_change_ms + 1, U)
+    assert c.state == "exhausted"
+
+
+def test_a_515_on_an_open_socket_reconnects_at_once_without_spending_an_attempt() -> None:
+    c = in_state("open")
+    assert c.closed(515, NOW, U)[0] == OPEN_SOCKET
+    assert (c.state, c.attempt) == ("connecting", 0)
 
 
 def test_the_pairs_cover_every_declared_state_and_trigger() -> None:
@@ -293,6 +317,8 @@ def _model_trigger(c: Controller, op: Op, now: int) -> str:
     if name != "closed":
         return name
     action = DEFAULT_STATUS_POLICY.decide(status).action
+    if action is CloseAction.RECONNECT and c.state == "connecting":
+        action = CloseAction.RETRY  # a 515 before the socket ever opened backs off
     if action is not CloseAction.RETRY:
         return f"close_{action.value}"
     healthy = c.opened_at_ms is not None and now - c.opened_at_ms > 60_000
