@@ -132,11 +132,14 @@ class _Rejection(HeirlineError):
 class _Ctl:
     """One controller generation as the engine tracks it."""
 
-    __slots__ = ("controller", "identity", "in_flight", "keys", "last_event_ms")
+    __slots__ = ("controller", "identity", "in_flight", "keys", "last_event_ms", "last_identity")
 
     def __init__(self, controller: Controller, now: int) -> None:
         self.controller = controller
-        self.identity: SelfIdentity | None = None
+        self.identity: SelfIdentity | None = None  # of the current socket, if open
+        # Of the most recent socket, kept after it closes: an inbound message handled just
+        # before a close is still captured with the identity it arrived through.
+        self.last_identity: SelfIdentity | None = None
         self.keys: Keys = NO_KEYS  # identity resolved through the current mapping
         self.in_flight: set[str] = set()
         self.last_event_ms = now
@@ -360,7 +363,7 @@ class Engine:
                 )
             ]
         out = ctl.controller.opened(now)
-        ctl.identity = identity
+        ctl.identity = ctl.last_identity = identity
         ctl.keys = identity_keys(resolve(identity, self._mapping))
         ctl.last_event_ms = now
         out.append(
@@ -518,7 +521,7 @@ class Engine:
         )
         if deadline <= now:
             raise _Rejection("deadline_passed", f"deadline {deadline} is not after now ({now})")
-        identity = resolve(ctl.identity or UNAUTHENTICATED, self._mapping)
+        identity = resolve(ctl.last_identity or UNAUTHENTICATED, self._mapping)
         reply = _Reply(ev, identity, deadline)
         self._replies[ev.reply_id] = reply
         return [

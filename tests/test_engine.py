@@ -223,6 +223,17 @@ def test_unauthenticated_successor_waits_then_delivers_when_it_authenticates() -
     assert [t.generation for t in of(fx.Transmit, authed)] == [2]
 
 
+def test_a_reply_captured_just_after_the_close_keeps_the_identity_it_arrived_through() -> None:
+    run = Run(incident_config())
+    boot_a(run)
+    run.at(T0 - 1, ev.SocketClosed(account=ACCOUNT, generation=1, status=408))
+    capture(run, T0)  # the gateway reports the inbound it handled before the close
+    run.at(T0 + 1, ev.ReplyReady(reply_id="r1", payload="x"))
+    run.at(T0 + 2, ev.Start(account=ACCOUNT))
+    out = run.at(T0 + 900, ev.SocketOpened(account=ACCOUNT, generation=2, pn=PN))
+    assert [t.generation for t in of(fx.Transmit, out)] == [2]
+
+
 def test_origin_that_never_authenticated_is_refused() -> None:
     run = Run(incident_config())
     run.at(T0 - 1_000, ev.Start(account=ACCOUNT))
