@@ -654,32 +654,41 @@ class Engine:
             del self._ended[next(iter(self._ended))]
         return [CancelTimer(key=deadline_timer_key(reply.reply_id)), outcome]
 
+    def _carried(
+        self, reply_id: str, generation: int, code: str
+    ) -> tuple[_Reply | None, tuple[str, frozenset[int], int | None] | None]:
+        """The live reply, or else its ended record, if ``generation`` ever transmitted it.
+
+        A fact about a transmission that never happened is rejected with ``code``.
+        """
+        reply = self._replies.get(reply_id)
+        ended = None if reply is not None else self._ended.get(reply_id)
+        if reply is not None:
+            carried = generation in reply.sent_via
+        else:
+            carried = ended is not None and generation in ended[1]
+        if not carried:
+            raise _Rejection(
+                code, f"reply {reply_id!r} was never transmitted via generation {generation}"
+            )
+        return reply, ended
+
     def _on_acked(self, ev: TransmitAcked, now: int) -> list[Effect]:
-        reply = self._replies.get(ev.reply_id)
+        reply, ended = self._carried(ev.reply_id, ev.generation, "unexpected_ack")
         if reply is None:
-            ended = self._ended.get(ev.reply_id)
-            if ended is not None and ended[2] == ev.generation:
+            assert ended is not None  # _carried found the generation in the ended record
+            if ended[2] == ev.generation:
                 raise _Rejection(
                     "duplicate_ack",
                     f"reply {ev.reply_id!r} was already acked via generation {ev.generation}",
                 )
-            if ended is not None and ev.generation in ended[1]:
-                return _ignored(
-                    "late_ack",
-                    f"ack of reply {ev.reply_id} via generation {ev.generation} after it "
-                    f"ended ({ended[0]}); the receiver deduplicates by message id",
-                    None,
-                    ev.generation,
-                    level="warning",
-                )
-            raise _Rejection(
-                "unexpected_ack",
-                f"reply {ev.reply_id!r} was never transmitted via generation {ev.generation}",
-            )
-        if ev.generation not in reply.sent_via:
-            raise _Rejection(
-                "unexpected_ack",
-                f"reply {ev.reply_id!r} was never transmitted via generation {ev.generation}",
+            return _ignored(
+                "late_ack",
+                f"ack of reply {ev.reply_id} via generation {ev.generation} after it "
+                f"ended ({ended[0]}); the receiver deduplicates by message id",
+                None,
+                ev.generation,
+                level="warning",
             )
         reply.state = delivery.TABLE.next(reply.state, "ack")
         via = "origin" if ev.generation == reply.origin else "successor"
@@ -687,14 +696,7 @@ class Engine:
         return self._end(reply, delivered, acked_by=ev.generation)
 
     def _on_failed(self, ev: TransmitFailed, now: int) -> list[Effect]:
-        reply = self._replies.get(ev.reply_id)
-        ended = self._ended.get(ev.reply_id)
-        known = reply.sent_via if reply is not None else (ended[1] if ended else frozenset())
-        if ev.generation not in known:
-            raise _Rejection(
-                "unexpected_failure",
-                f"reply {ev.reply_id!r} was never transmitted via generation {ev.generation}",
-            )
+        reply, _ = self._carried(ev.reply_id, ev.generation, "unexpected_failure")
         if reply is None or reply.via != ev.generation:
             return _ignored(
                 "stale_failure",
