@@ -10,8 +10,11 @@ real time and real sockets:
 * ``OpenSocket`` / ``CloseSocket`` / ``Transmit`` become transport calls, run
   as tracked tasks; the transport's callbacks are fed back as events;
 * every ``handle()`` runs on the loop thread, one at a time (the shared queue);
-* :meth:`AsyncGateway.aclose` stops the current controllers, closes every
-  socket, cancels every timer and awaits every task, so nothing leaks.
+* the transport reports every frame it receives as activity, and carries out
+  the close the engine's watchdog decides (status 499);
+* :meth:`AsyncGateway.aclose` shuts the engine down (every open reply ends
+  exactly once: failed before I/O, unknown after), closes every socket,
+  cancels every timer and awaits every task, so nothing leaks.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.effects import Transmit
 from heirline.core.engine import EngineConfig
-from heirline.core.events import Stop, TimerFired
+from heirline.core.events import TimerFired
 from heirline.core.identity import LidMapping
+from heirline.core.timers import Timer
 
 __all__ = ["AsyncGateway"]
 
@@ -65,10 +69,10 @@ class AsyncGateway(GatewayBase):
         self._t0 = 0.0
         self._last_ms = 0
         self._transport: Transport | None = None
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[Timer, asyncio.TimerHandle] = {}
         self._boots: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sockets: set[tuple[str, int]] = set()
+        self._sockets: dict[tuple[str, int], int] = {}  # (account, attempt) -> generation
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._closing = False
         self.closed = False
@@ -78,7 +82,13 @@ class AsyncGateway(GatewayBase):
         cls, port: int, config: EngineConfig | None = None, **kwargs: Any
     ) -> AsyncGateway:
         """A gateway over :class:`ChannelTransport` to the reference server on ``port``."""
-        return cls(lambda callbacks: ChannelTransport(port, callbacks), config, **kwargs)
+        speed = float(kwargs.get("speed", 1.0))
+        keepalive = ChannelTransport.keepalive_for(config, speed)
+        return cls(
+            lambda callbacks: ChannelTransport(port, callbacks, keepalive_s=keepalive),
+            config,
+            **kwargs,
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -108,21 +118,24 @@ class AsyncGateway(GatewayBase):
         """Transport calls still running."""
         return frozenset(self._tasks)
 
-    async def aclose(self) -> None:
-        """Stop current controllers, close every socket, cancel timers, await every task."""
+    async def aclose(self, reason: str = "gateway shutdown") -> None:
+        """Shut the engine down, close every socket, cancel timers, await every task.
+
+        The engine's ``Shutdown`` ends every open reply exactly once (failed if
+        no I/O started, unknown if it may have) and stops every controller.
+        """
         if self.closed or self._loop is None:
             self.closed = True
             return
-        for account, generation in sorted(self.current.items()):
-            self.feed(Stop(account=account, generation=generation, reason="gateway shutdown"))
+        self.shutdown(reason)
         self._closing = True
         for handle in [*self._timers.values(), *self._boots]:
             handle.cancel()
         self._timers.clear()
         self._boots.clear()
         transport = self.transport
-        for account, generation in sorted(self._sockets):
-            self._spawn(transport.close(account, generation, None))
+        for (account, attempt), generation in sorted(self._sockets.items()):
+            self._spawn(transport.close(account, generation, attempt, None))
         await self._drain_tasks()
         closer = getattr(transport, "aclose", None)
         if closer is not None:
@@ -201,62 +214,68 @@ class AsyncGateway(GatewayBase):
 
     # ------------------------------------------------------------ effects
 
-    def _start_timer(self, key: str, deadline_ms: int) -> None:
+    def _start_timer(self, timer: Timer, deadline_ms: int) -> None:
         if self._closing:
             return
         assert self._loop is not None
-        old = self._timers.pop(key, None)
+        old = self._timers.pop(timer, None)
         if old is not None:
             old.cancel()
-        self._timers[key] = self._loop.call_at(
-            self.loop_time(deadline_ms), self._fire, key, deadline_ms
+        self._timers[timer] = self._loop.call_at(
+            self.loop_time(deadline_ms), self._fire, timer, deadline_ms
         )
 
-    def _fire(self, key: str, deadline_ms: int) -> None:
-        self._timers.pop(key, None)
+    def _fire(self, timer: Timer, deadline_ms: int) -> None:
+        self._timers.pop(timer, None)
         self._last_ms = max(self._last_ms, deadline_ms)  # never report a timer early
-        self.feed(TimerFired(key=key))
+        self.feed(TimerFired(timer=timer))
 
-    def _cancel_timer(self, key: str) -> None:
-        handle = self._timers.pop(key, None)
+    def _cancel_timer(self, timer: Timer) -> None:
+        handle = self._timers.pop(timer, None)
         if handle is not None:
             handle.cancel()
 
-    def _boot(self, account: str, generation: int) -> None:
+    def _boot(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
             return
         if self.boot_ms == 0:
-            self._booted(account, generation)
+            self._booted(account, generation, attempt)
             return
         assert self._loop is not None
         handle: asyncio.TimerHandle
 
         def booted() -> None:
             self._boots.discard(handle)
-            self._booted(account, generation)
+            self._booted(account, generation, attempt)
 
         handle = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
         self._boots.add(handle)
 
-    def _open(self, account: str, generation: int) -> None:
+    def _open(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
             return
-        self._sockets.add((account, generation))
-        self._spawn(self.transport.open(account, generation))
+        self._sockets[(account, attempt)] = generation
+        self._spawn(self.transport.open(account, generation, attempt))
 
-    def _close(self, account: str, generation: int, status: int | None) -> None:
-        self._spawn(self.transport.close(account, generation, status))
+    def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        self._spawn(self.transport.close(account, generation, attempt, status))
 
     def _transmit(self, effect: Transmit) -> None:
         if self._closing:
             self.on_send_failed(
-                effect.account, effect.generation, effect.message_id, False, "gateway closing"
+                effect.account,
+                effect.generation,
+                effect.attempt,
+                effect.message_id,
+                False,
+                "gateway closing",
             )
             return
         self._spawn(
             self.transport.send(
                 effect.account,
                 effect.generation,
+                effect.attempt,
                 effect.message_id,
                 effect.chat,
                 effect.kind,
@@ -281,6 +300,6 @@ class AsyncGateway(GatewayBase):
 
     # ------------------------------------------------------------ transport facts
 
-    def on_close(self, account: str, generation: int, status: int | None) -> None:
-        self._sockets.discard((account, generation))
-        super().on_close(account, generation, status)
+    def on_close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        self._sockets.pop((account, attempt), None)
+        super().on_close(account, generation, attempt, status)

@@ -324,6 +324,7 @@ class _Connection:
     account: str | None = None
     identity: Identity | None = None
     closed: bool = False
+    silent: bool = False  # half-open: nothing it sends arrives, nothing is answered
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -454,6 +455,17 @@ class ChannelServer:
             closed += self._close_connection(conn, status)
         self._record("close", account, f"status {status} on {closed} connection(s)")
         return closed
+
+    def half_open(self, account: str) -> int:
+        """The account's live connections go half-open: still connected, but nothing the
+        client sends arrives and nothing comes back (no pong, no ack, no close). Only the
+        client's watchdog can tell. Returns how many connections went silent."""
+        acct = self._account(account)
+        silent = [c for c in acct.connections if not c.closed]
+        for conn in silent:
+            conn.silent = True
+        self._record("half_open", account, f"{len(silent)} connection(s) silent")
+        return len(silent)
 
     def drop_account(self, account: str) -> int:
         """Drop the account's connections without a status (the client just sees EOF)."""
@@ -601,8 +613,8 @@ class ChannelServer:
                 return
             if not line or conn.closed:
                 return
-            if not line.strip():
-                continue
+            if not line.strip() or conn.silent:
+                continue  # a half-open connection: what the client sends never arrives
             try:
                 frame = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -701,7 +713,7 @@ class ChannelServer:
         await self._write(conn, frame)
 
     async def _write(self, conn: _Connection, frame: dict[str, Any]) -> None:
-        if conn.closed or conn.writer.is_closing():
+        if conn.closed or conn.silent or conn.writer.is_closing():
             return
         conn.writer.write(_frame(frame))
         try:

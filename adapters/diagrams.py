@@ -2,7 +2,10 @@
 
 Run ``python -m heirline.adapters.diagrams`` from the repository root (or pass
 ``--docs DIR``) after changing a machine; a test fails while a checked-in
-diagram differs from its declaration.
+diagram differs from its declaration. The rendering is ``transitions``'
+mermaid ``GraphMachine``: a development tool, so ``transitions`` is imported
+here, when a diagram is drawn, and never by the core (install the ``dev`` or
+``test`` extra to draw).
 """
 
 from __future__ import annotations
@@ -12,12 +15,35 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from enum import StrEnum
+
 from heirline.core.delivery import DELIVERY
 from heirline.core.lifecycle import LIFECYCLE
 from heirline.core.machine import MachineSpec
 
-SPECS: dict[str, MachineSpec] = {"lifecycle": LIFECYCLE, "delivery": DELIVERY}
+AnySpec = MachineSpec[StrEnum, StrEnum]
+
+SPECS: dict[str, AnySpec] = {"lifecycle": LIFECYCLE, "delivery": DELIVERY}  # type: ignore[dict-item]
 """Every machine whose diagram is checked into ``docs/diagrams/``, by file stem."""
+
+
+def mermaid(spec: AnySpec) -> str:
+    """The ``stateDiagram-v2`` rendering of ``spec``, via ``transitions``' mermaid GraphMachine."""
+    from transitions.extensions.diagrams import GraphMachine
+
+    machine = GraphMachine(
+        states=[s.value for s in spec.states],
+        transitions=[
+            {"trigger": t.trigger.value, "source": t.source.value, "dest": t.dest.value}
+            for t in spec.transitions
+        ],
+        initial=spec.initial.value,
+        auto_transitions=False,
+        graph_engine="mermaid",
+        title=spec.name,
+    )
+    text: str = machine.get_graph().draw(None)
+    return text.rstrip() + "\n"
 
 REGENERATE = "python -m heirline.adapters.diagrams"
 """The command that rewrites the diagrams (run from the repository root)."""
@@ -34,7 +60,7 @@ def render_all(docs_dir: Path) -> list[Path]:
     for name, spec in SPECS.items():
         path = diagram_path(docs_dir, name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(spec.mermaid(), encoding="utf-8")
+        path.write_text(mermaid(spec), encoding="utf-8")
         written.append(path)
     return written
 

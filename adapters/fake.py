@@ -19,7 +19,7 @@ import heapq
 import itertools
 import random as _random
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -41,8 +41,11 @@ from heirline.core.effects import (
 )
 from heirline.core.engine import Engine, EngineConfig
 from heirline.core.events import (
+    Activity,
+    ActivityKind,
     Event,
     MappingLearned,
+    Shutdown,
     SocketClosed,
     SocketOpened,
     TimerFired,
@@ -50,6 +53,8 @@ from heirline.core.events import (
     TransmitFailed,
 )
 from heirline.core.identity import LidMapping
+from heirline.core.policy import Status
+from heirline.core.timers import Timer
 
 __all__ = [
     "At",
@@ -67,9 +72,11 @@ __all__ = [
 ]
 
 #: Close status the fake reports for a login refused (unknown or logged-out account).
-STATUS_LOGGED_OUT = 401
+STATUS_LOGGED_OUT = Status.LOGGED_OUT
 #: Baileys ``connectionClosed``: what a send on a closed socket fails with.
-STATUS_CONNECTION_CLOSED = 428
+STATUS_CONNECTION_CLOSED = Status.CONNECTION_CLOSED
+#: How often (virtual ms) a live fake socket shows a transport frame (Baileys' keepalive is 30 s).
+DEFAULT_KEEPALIVE_MS = 30_000
 
 
 # --------------------------------------------------------------------------- shared records
@@ -137,6 +144,8 @@ class ChannelControl(Protocol):
 
     def close_account(self, account: str, status: int | None) -> int: ...
 
+    def half_open(self, account: str) -> int: ...
+
     def logout(self, account: str, status: int | None = STATUS_LOGGED_OUT) -> int: ...
 
     def relink(
@@ -163,6 +172,9 @@ class GatewayBase:
     controller reads it when it boots (on ``OpenSocket``, after ``boot_ms``),
     which the gateway reports as :class:`MappingLearned` events. Scenarios may
     change it between boots (Baileys writes mapping files as it learns them).
+
+    Sockets are named ``(account, attempt)``: the engine's attempt number is
+    unique within the account, and every channel fact echoes it.
     """
 
     def __init__(
@@ -184,6 +196,8 @@ class GatewayBase:
         self.transmissions: list[Transmit] = []
         self.rejections: list[Rejected] = []
         self.current: dict[str, int] = {}
+        #: Open sockets: (account, attempt) -> generation.
+        self.sockets: dict[tuple[str, int], int] = {}
         self._queue: deque[Event] = deque()
         self._draining = False
         self._flight: dict[tuple[str, int, str], deque[str]] = {}
@@ -194,20 +208,20 @@ class GatewayBase:
         """Engine time now (ms)."""
         raise NotImplementedError
 
-    def _start_timer(self, key: str, deadline_ms: int) -> None:
+    def _start_timer(self, timer: Timer, deadline_ms: int) -> None:
         raise NotImplementedError
 
-    def _cancel_timer(self, key: str) -> None:
+    def _cancel_timer(self, timer: Timer) -> None:
         raise NotImplementedError
 
-    def _boot(self, account: str, generation: int) -> None:
+    def _boot(self, account: str, generation: int, attempt: int) -> None:
         """Call :meth:`_booted` after ``boot_ms``."""
         raise NotImplementedError
 
-    def _open(self, account: str, generation: int) -> None:
+    def _open(self, account: str, generation: int, attempt: int) -> None:
         raise NotImplementedError
 
-    def _close(self, account: str, generation: int, status: int | None) -> None:
+    def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
         raise NotImplementedError
 
     def _transmit(self, effect: Transmit) -> None:
@@ -219,19 +233,27 @@ class GatewayBase:
     # ------------------------------------------------------------ feeding
 
     def feed(self, event: Event) -> None:
-        """Report one fact; it is handled after any event already being handled."""
+        """Report one fact; it is handled after any event already being handled.
+
+        After the engine's shutdown, facts still trickling in (sockets closing
+        under it) are dropped: the engine has ended everything and answers nothing.
+        """
+        if self.engine.shut_down:
+            return
         self._queue.append(event)
         if self._draining:
             return
         self._draining = True
         try:
-            while self._queue:
+            while self._queue and not self.engine.shut_down:
                 ev = self._queue.popleft()
                 now = self.now_ms()
                 for effect in self.engine.handle(ev, now):
                     self._carry_out(effect, now)
         finally:
             self._draining = False
+            if self.engine.shut_down:
+                self._queue.clear()
         self._changed()
 
     def note(
@@ -241,6 +263,32 @@ class GatewayBase:
         self.timeline.append(
             TimelineEntry(self.now_ms(), "note", "note", message, account, generation)
         )
+
+    def current_socket(self, account: str) -> tuple[int, int] | None:
+        """``(generation, attempt)`` of the account's open socket, newest first; ``None``."""
+        open_ = [(g, a) for (acct, a), g in self.sockets.items() if acct == account]
+        return max(open_) if open_ else None
+
+    def inbound(self, account: str) -> bool:
+        """An inbound message arrived on the account's open socket: report the activity.
+
+        ``False`` (nothing reported) when the account has no open socket.
+        """
+        socket = self.current_socket(account)
+        if socket is None:
+            return False
+        generation, attempt = socket
+        self.feed(
+            Activity(
+                account=account, generation=generation, attempt=attempt, kind=ActivityKind.INBOUND
+            )
+        )
+        return True
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """End every open reply (once) and stop every controller: the engine's ``Shutdown``."""
+        if not self.engine.shut_down:
+            self.feed(Shutdown(reason=reason))
 
     def _carry_out(self, effect: Effect, now: int) -> None:
         if isinstance(effect, Log):
@@ -256,16 +304,16 @@ class GatewayBase:
                 )
             )
         elif isinstance(effect, StartTimer):
-            self._start_timer(effect.key, effect.deadline_ms)
+            self._start_timer(effect.timer, effect.deadline_ms)
         elif isinstance(effect, CancelTimer):
-            self._cancel_timer(effect.key)
+            self._cancel_timer(effect.timer)
         elif isinstance(effect, OpenSocket):
-            self._boot(effect.account, effect.generation)
+            self._boot(effect.account, effect.generation, effect.attempt)
         elif isinstance(effect, CloseSocket):
-            self._close(effect.account, effect.generation, effect.status)
+            self._close(effect.account, effect.generation, effect.attempt, effect.status)
         elif isinstance(effect, Transmit):
             self.transmissions.append(effect)
-            key = (effect.account, effect.generation, effect.message_id)
+            key = (effect.account, effect.attempt, effect.message_id)
             self._flight.setdefault(key, deque()).append(effect.reply_id)
             self.timeline.append(
                 TimelineEntry(
@@ -273,7 +321,7 @@ class GatewayBase:
                     "info",
                     "transmit",
                     f"transmit {effect.reply_id} (message id {effect.message_id}, "
-                    f"attempt {effect.attempt})",
+                    f"transmission {effect.transmission})",
                     effect.account,
                     effect.generation,
                 )
@@ -313,7 +361,7 @@ class GatewayBase:
             )
         )
 
-    def _booted(self, account: str, generation: int) -> None:
+    def _booted(self, account: str, generation: int, attempt: int) -> None:
         """The controller finished booting: report its auth dir's mapping, then connect."""
         for pn, lid in self.auth_dir.get(account, ()):
             self.note(
@@ -322,40 +370,68 @@ class GatewayBase:
                 generation=generation,
             )
             self.feed(MappingLearned(pn=pn, lid=lid))
-        self._open(account, generation)
+        self._open(account, generation, attempt)
 
     # ------------------------------------------------------------ channel facts
 
     def on_open(
-        self, account: str, generation: int, pn: str | None, lid: str | None, e164: str | None
+        self,
+        account: str,
+        generation: int,
+        attempt: int,
+        pn: str | None,
+        lid: str | None,
+        e164: str | None,
     ) -> None:
-        self.feed(SocketOpened(account=account, generation=generation, pn=pn, lid=lid, e164=e164))
+        self.sockets[(account, attempt)] = generation
+        self.feed(
+            SocketOpened(
+                account=account, generation=generation, attempt=attempt, pn=pn, lid=lid, e164=e164
+            )
+        )
 
-    def on_close(self, account: str, generation: int, status: int | None) -> None:
-        self.feed(SocketClosed(account=account, generation=generation, status=status))
+    def on_close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        self.sockets.pop((account, attempt), None)
+        self.feed(
+            SocketClosed(account=account, generation=generation, attempt=attempt, status=status)
+        )
 
-    def on_ack(self, account: str, generation: int, message_id: str) -> None:
-        reply_id = self._take(account, generation, message_id)
+    def on_activity(self, account: str, generation: int, attempt: int) -> None:
+        """A transport frame arrived on the socket (a keepalive answer, a receipt, ...)."""
+        self.feed(Activity(account=account, generation=generation, attempt=attempt))
+
+    def on_ack(self, account: str, generation: int, attempt: int, message_id: str) -> None:
+        reply_id = self._take(account, attempt, message_id)
         if reply_id is None:
             self.note(f"ack of unknown message {message_id} ignored", account=account)
             return
-        self.feed(TransmitAcked(reply_id=reply_id, generation=generation))
+        self.feed(TransmitAcked(reply_id=reply_id, generation=generation, attempt=attempt))
 
     def on_send_failed(
-        self, account: str, generation: int, message_id: str, io_started: bool, error: str
+        self,
+        account: str,
+        generation: int,
+        attempt: int,
+        message_id: str,
+        io_started: bool,
+        error: str,
     ) -> None:
-        reply_id = self._take(account, generation, message_id)
+        reply_id = self._take(account, attempt, message_id)
         if reply_id is None:
             self.note(f"failure of unknown message {message_id} ignored", account=account)
             return
         self.feed(
             TransmitFailed(
-                reply_id=reply_id, generation=generation, io_started=io_started, error=error
+                reply_id=reply_id,
+                generation=generation,
+                attempt=attempt,
+                io_started=io_started,
+                error=error,
             )
         )
 
-    def _take(self, account: str, generation: int, message_id: str) -> str | None:
-        key = (account, generation, message_id)
+    def _take(self, account: str, attempt: int, message_id: str) -> str | None:
+        key = (account, attempt, message_id)
         waiting = self._flight.get(key)
         if not waiting:
             return None
@@ -391,17 +467,18 @@ class Scheduler:
 
     Scheduling a key that is pending replaces it (the replacement counts as a
     new insertion); :meth:`cancel` removes it. Callbacks may schedule more.
+    Keys are any hashable value (the gateway uses the engine's timer identities).
     """
 
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
-        self._heap: list[tuple[int, int, str]] = []
-        self._live: dict[str, tuple[int, int, Callable[[], None]]] = {}
+        self._heap: list[tuple[int, int, Hashable]] = []
+        self._live: dict[Hashable, tuple[int, int, Callable[[], None]]] = {}
         self._seq = itertools.count()
 
     def call_at(
-        self, deadline_ms: int, callback: Callable[[], None], key: str | None = None
-    ) -> str:
+        self, deadline_ms: int, callback: Callable[[], None], key: Hashable | None = None
+    ) -> Hashable:
         """Run ``callback`` at ``deadline_ms`` (now, if that is past); returns the key."""
         seq = next(self._seq)
         if key is None:
@@ -410,14 +487,15 @@ class Scheduler:
         heapq.heappush(self._heap, (deadline_ms, seq, key))
         return key
 
-    def cancel(self, key: str) -> bool:
+    def cancel(self, key: Hashable) -> bool:
         """Forget ``key``; ``True`` if it was pending."""
         return self._live.pop(key, None) is not None
 
-    def pending(self) -> list[tuple[int, str]]:
+    def pending(self) -> list[tuple[int, Hashable]]:
         """(deadline, key) of every pending callback, in the order they will run."""
-        live = sorted((d, s, k) for k, (d, s, _) in self._live.items())
-        return [(d, k) for d, _, k in live]
+        live = sorted((d, s) for d, s, _ in self._live.values())
+        keys = {s: k for k, (_, s, _) in self._live.items()}
+        return [(d, keys[s]) for d, s in live]
 
     def _prune(self) -> None:
         while self._heap:
@@ -457,22 +535,33 @@ class Scheduler:
 
 @runtime_checkable
 class _Listener(Protocol):
-    def channel_closed(self, account: str, generation: int, status: int | None) -> None: ...
+    def channel_closed(
+        self, account: str, generation: int, attempt: int, status: int | None
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class _FakeSocket:
+    generation: int
+    identity: Identity
+    silent: bool = False  # half-open: nothing comes back any more
 
 
 class FakeChannel:
     """In-memory stand-in for :class:`~heirline.adapters.channel.ChannelServer`.
 
-    Accounts have an identity; a socket ``(account, generation)`` that connects
-    is bound to the identity the account had then. Messages are recorded in a
-    :class:`Ledger` per identity (repeated ids deduplicated).
+    Accounts have an identity; a socket ``(account, attempt)`` that connects is
+    bound to the identity the account had then. Messages are recorded in a
+    :class:`Ledger` per identity (repeated ids deduplicated). A half-open
+    socket stays "connected" but nothing comes back through it: no frames, no
+    acks -- only the engine's watchdog can tell.
     """
 
     def __init__(self) -> None:
         self.ledger = Ledger()
         self._accounts: dict[str, Identity] = {}
         self._logged_out: set[str] = set()
-        self._live: dict[tuple[str, int], Identity] = {}
+        self._live: dict[tuple[str, int], _FakeSocket] = {}
         self._listener: _Listener | None = None
 
     def attach(self, listener: _Listener) -> None:
@@ -499,10 +588,19 @@ class FakeChannel:
             raise KeyError(f"unknown account {account!r}")
         keys = sorted(k for k in self._live if k[0] == account)
         for key in keys:
-            del self._live[key]
+            sock = self._live.pop(key)
             if self._listener is not None:
-                self._listener.channel_closed(key[0], key[1], status)
+                self._listener.channel_closed(key[0], sock.generation, key[1], status)
         return len(keys)
+
+    def half_open(self, account: str) -> int:
+        """The account's live sockets go silent (half-open); returns how many."""
+        if account not in self._accounts:
+            raise KeyError(f"unknown account {account!r}")
+        socks = [sock for (a, _), sock in self._live.items() if a == account]
+        for sock in socks:
+            sock.silent = True
+        return len(socks)
 
     def logout(self, account: str, status: int | None = STATUS_LOGGED_OUT) -> int:
         self._logged_out.add(account)
@@ -523,28 +621,37 @@ class FakeChannel:
 
     # ---------------------------------------------------------- socket side
 
-    def connect(self, account: str, generation: int) -> Identity | None:
+    def connect(self, account: str, generation: int, attempt: int) -> Identity | None:
         """Log a socket in; ``None`` if the account is unknown or logged out (refused)."""
         identity = self.identity_of(account)
         if identity is None:
             return None
-        self._live[(account, generation)] = identity
+        self._live[(account, attempt)] = _FakeSocket(generation, identity)
         return identity
 
-    def disconnect(self, account: str, generation: int) -> bool:
-        return self._live.pop((account, generation), None) is not None
+    def disconnect(self, account: str, attempt: int) -> bool:
+        return self._live.pop((account, attempt), None) is not None
 
-    def is_live(self, account: str, generation: int) -> bool:
-        return (account, generation) in self._live
+    def is_live(self, account: str, attempt: int) -> bool:
+        return (account, attempt) in self._live
+
+    def is_silent(self, account: str, attempt: int) -> bool:
+        """Whether the socket is half-open (nothing comes back)."""
+        sock = self._live.get((account, attempt))
+        return sock is not None and sock.silent
 
     def deliver(
-        self, account: str, generation: int, message_id: str, chat: str, kind: str, payload: str
+        self, account: str, attempt: int, message_id: str, chat: str, kind: str, payload: str
     ) -> bool:
-        """Record a message sent through a live socket; ``False`` if the socket is not live."""
-        identity = self._live.get((account, generation))
-        if identity is None:
+        """Record a message sent through a live socket; ``False`` if the socket is not live.
+
+        A half-open socket swallows it: nothing reaches the receiver.
+        """
+        sock = self._live.get((account, attempt))
+        if sock is None:
             return False
-        self.ledger.record(identity, account, message_id, chat, kind, payload)
+        if not sock.silent:
+            self.ledger.record(sock.identity, account, message_id, chat, kind, payload)
         return True
 
 
@@ -556,7 +663,9 @@ class FakeGateway(GatewayBase):
 
     Latencies (virtual ms): ``boot_ms`` from ``OpenSocket`` to connecting,
     ``connect_ms`` from connecting to open, ``ack_ms`` from a transmission to
-    its ack. Nothing happens until :meth:`run_until` (or :meth:`run`) moves time.
+    its ack. A live socket shows a transport frame every ``keepalive_ms``
+    (``None``: never), reported as ``Activity``. Nothing happens until
+    :meth:`run_until` (or :meth:`run`) moves time.
     """
 
     def __init__(
@@ -571,6 +680,7 @@ class FakeGateway(GatewayBase):
         boot_ms: int = 0,
         connect_ms: int = 5,
         ack_ms: int = 5,
+        keepalive_ms: int | None = DEFAULT_KEEPALIVE_MS,
         start_ms: int = 0,
     ) -> None:
         if random is None:
@@ -578,13 +688,16 @@ class FakeGateway(GatewayBase):
         super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
         if connect_ms < 0 or ack_ms < 0:
             raise ValueError("latencies must be >= 0")
+        if keepalive_ms is not None and keepalive_ms < 1:
+            raise ValueError(f"keepalive_ms must be >= 1 or None, got {keepalive_ms}")
         self.clock = VirtualClock(start_ms)
         self.scheduler = Scheduler(self.clock)
         self.channel = channel if channel is not None else FakeChannel()
         self.channel.attach(self)
         self.connect_ms = connect_ms
         self.ack_ms = ack_ms
-        self._acks: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        self.keepalive_ms = keepalive_ms
+        self._acks: dict[tuple[str, int], list[tuple[str, Hashable]]] = {}
 
     def now_ms(self) -> int:
         return self.clock.now_ms
@@ -607,68 +720,97 @@ class FakeGateway(GatewayBase):
 
     # ---------------------------------------------------------- effects
 
-    def _start_timer(self, key: str, deadline_ms: int) -> None:
+    def _start_timer(self, timer: Timer, deadline_ms: int) -> None:
         self.scheduler.call_at(
-            deadline_ms, lambda: self.feed(TimerFired(key=key)), key=f"timer:{key}"
+            deadline_ms, lambda: self.feed(TimerFired(timer=timer)), key=("timer", timer)
         )
 
-    def _cancel_timer(self, key: str) -> None:
-        self.scheduler.cancel(f"timer:{key}")
+    def _cancel_timer(self, timer: Timer) -> None:
+        self.scheduler.cancel(("timer", timer))
 
-    def _boot(self, account: str, generation: int) -> None:
+    def _boot(self, account: str, generation: int, attempt: int) -> None:
         self.scheduler.call_at(
-            self.now_ms() + self.boot_ms, lambda: self._booted(account, generation)
+            self.now_ms() + self.boot_ms, lambda: self._booted(account, generation, attempt)
         )
 
-    def _open(self, account: str, generation: int) -> None:
+    def _open(self, account: str, generation: int, attempt: int) -> None:
         def connect() -> None:
-            identity = self.channel.connect(account, generation)
+            identity = self.channel.connect(account, generation, attempt)
             if identity is None:
-                self.on_close(account, generation, STATUS_LOGGED_OUT)
-            else:
-                self.on_open(account, generation, identity.pn, identity.lid, identity.e164)
+                self.on_close(account, generation, attempt, STATUS_LOGGED_OUT)
+                return
+            self.on_open(account, generation, attempt, identity.pn, identity.lid, identity.e164)
+            self._keepalive(account, generation, attempt)
 
         self.scheduler.call_at(
-            self.now_ms() + self.connect_ms, connect, key=f"connect:{account}/{generation}"
+            self.now_ms() + self.connect_ms, connect, key=("connect", account, attempt)
         )
 
-    def _close(self, account: str, generation: int, status: int | None) -> None:
-        if self.scheduler.cancel(f"connect:{account}/{generation}"):
-            self.on_close(account, generation, status)  # closed while connecting
-        elif self.channel.disconnect(account, generation):
-            self.channel_closed(account, generation, status)
+    def _keepalive(self, account: str, generation: int, attempt: int) -> None:
+        """Schedule the socket's next transport frame, while it lives and is not half-open."""
+        interval = self.keepalive_ms
+        if interval is None:
+            return
 
-    def channel_closed(self, account: str, generation: int, status: int | None) -> None:
+        def frame() -> None:
+            if not self.channel.is_live(account, attempt):
+                return
+            if not self.channel.is_silent(account, attempt):
+                self.on_activity(account, generation, attempt)
+            self._keepalive(account, generation, attempt)
+
+        self.scheduler.call_at(self.now_ms() + interval, frame, key=("keepalive", account, attempt))
+
+    def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        if self.scheduler.cancel(("connect", account, attempt)):
+            self.on_close(account, generation, attempt, status)  # closed while connecting
+        elif self.channel.disconnect(account, attempt):
+            self.channel_closed(account, generation, attempt, status)
+
+    def channel_closed(
+        self, account: str, generation: int, attempt: int, status: int | None
+    ) -> None:
         """The channel closed this socket: report the close, then the sends awaiting an ack.
 
         The close comes first so the engine knows the socket is gone before it
         hears of the lost sends (it already treats them as lost on the close).
         """
-        self.on_close(account, generation, status)
-        for message_id, key in self._acks.pop((account, generation), []):
+        self.scheduler.cancel(("keepalive", account, attempt))
+        self.on_close(account, generation, attempt, status)
+        for message_id, key in self._acks.pop((account, attempt), []):
             self.scheduler.cancel(key)
             self.on_send_failed(
-                account, generation, message_id, True, f"connection closed (status {status})"
+                account,
+                generation,
+                attempt,
+                message_id,
+                True,
+                f"connection closed (status {status})",
             )
 
     def _transmit(self, effect: Transmit) -> None:
-        account, generation, message_id = effect.account, effect.generation, effect.message_id
+        account, generation, attempt = effect.account, effect.generation, effect.attempt
+        message_id = effect.message_id
         if not self.channel.deliver(
-            account, generation, message_id, effect.chat, effect.kind, effect.payload
+            account, attempt, message_id, effect.chat, effect.kind, effect.payload
         ):
             self.on_send_failed(
                 account,
                 generation,
+                attempt,
                 message_id,
                 False,
                 f"connection closed ({STATUS_CONNECTION_CLOSED}): no open socket",
             )
             return
-        pending = self._acks.setdefault((account, generation), [])
+        pending = self._acks.setdefault((account, attempt), [])
+        if self.channel.is_silent(account, attempt):
+            pending.append((message_id, ("never", account, attempt, message_id)))
+            return  # half-open: the frame left, no ack will ever come
 
         def ack() -> None:
             pending[:] = [p for p in pending if p[1] != key]
-            self.on_ack(account, generation, message_id)
+            self.on_ack(account, generation, attempt, message_id)
 
         key = self.scheduler.call_at(self.now_ms() + self.ack_ms, ack)
         pending.append((message_id, key))

@@ -39,10 +39,10 @@ from heirline.core.identity import LidMapping
 from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.wire import JsonValue, decode_event, encode
 
-PROTOCOL: Final = 1
+PROTOCOL: Final = 2
 """The protocol version this server speaks."""
 
-SUPPORTED_PROTOCOLS: Final = frozenset({1})
+SUPPORTED_PROTOCOLS: Final = frozenset({2})
 """Every protocol version a host may ask for in its hello."""
 
 MAX_LINE_BYTES: Final = 1 << 20

@@ -5,13 +5,19 @@ the Node binding, a Python WhatsApp library) and what the runtime adapter
 drives: it turns the engine's ``OpenSocket`` / ``CloseSocket`` / ``Transmit``
 effects into :meth:`Transport.open`, :meth:`Transport.close` and
 :meth:`Transport.send`, and turns the :class:`TransportCallbacks` back into
-``SocketOpened`` / ``SocketClosed`` / ``TransmitAcked`` / ``TransmitFailed``
-events. No decision lives here.
+``SocketOpened`` / ``SocketClosed`` / ``Activity`` / ``TransmitAcked`` /
+``TransmitFailed`` events. No decision lives here.
 
 Contract (every implementation):
 
-* A socket is named by ``(account, generation)`` and is single-use, as in
-  Baileys: once closed it never reopens; the next generation opens a new one.
+* A socket is named by ``(account, attempt)``: the engine's attempt number is
+  unique within the account. Sockets are single-use, as in Baileys: once
+  closed one never reopens; a controller generation opens a new one for every
+  connect and retry. Every callback echoes ``generation`` and ``attempt``.
+* Every frame received on an open socket (a keepalive answer, an ack, any
+  server frame) is reported with ``on_activity`` -- that is what the engine's
+  watchdog runs on; a socket that shows nothing for too long is closed by the
+  engine with status 499.
 * ``open`` only starts connecting. Exactly one of these follows: ``on_open``
   (then, later, exactly one ``on_close``), or ``on_close`` directly (the
   connection or login failed).
@@ -43,7 +49,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from heirline.core.engine import EngineConfig
+from heirline.core.policy import Status
+
 __all__ = [
+    "DEFAULT_KEEPALIVE_S",
     "DEFAULT_MAX_LINE_BYTES",
     "STATUS_CONNECTION_CLOSED",
     "STATUS_TIMED_OUT",
@@ -57,9 +67,11 @@ _log = logging.getLogger(__name__)
 #: Largest frame (one line, newline included) either side accepts.
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 #: Baileys ``DisconnectReason.timedOut``: reported when connecting or logging in times out.
-STATUS_TIMED_OUT = 408
+STATUS_TIMED_OUT = Status.CONNECTION_LOST
 #: Baileys ``DisconnectReason.connectionClosed``: the status a send on a closed socket carries.
-STATUS_CONNECTION_CLOSED = 428
+STATUS_CONNECTION_CLOSED = Status.CONNECTION_CLOSED
+#: The longest interval between keepalive pings (seconds); Baileys pings every 30 s.
+DEFAULT_KEEPALIVE_S = 30.0
 
 
 @runtime_checkable
@@ -67,18 +79,33 @@ class TransportCallbacks(Protocol):
     """What a :class:`Transport` reports. Called synchronously on the event loop."""
 
     def on_open(
-        self, account: str, generation: int, pn: str | None, lid: str | None, e164: str | None
+        self,
+        account: str,
+        generation: int,
+        attempt: int,
+        pn: str | None,
+        lid: str | None,
+        e164: str | None,
     ) -> None:
         """The socket is open and logged in as this self identity (any form may be missing)."""
 
-    def on_close(self, account: str, generation: int, status: int | None) -> None:
+    def on_close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
         """The socket is closed for good, with the channel's status code if it gave one."""
 
-    def on_ack(self, account: str, generation: int, message_id: str) -> None:
+    def on_activity(self, account: str, generation: int, attempt: int) -> None:
+        """A frame arrived on the open socket: it is alive."""
+
+    def on_ack(self, account: str, generation: int, attempt: int, message_id: str) -> None:
         """The channel acknowledged ``message_id`` sent through this socket."""
 
     def on_send_failed(
-        self, account: str, generation: int, message_id: str, io_started: bool, error: str
+        self,
+        account: str,
+        generation: int,
+        attempt: int,
+        message_id: str,
+        io_started: bool,
+        error: str,
     ) -> None:
         """The send of ``message_id`` did not complete (``io_started``: it may have arrived)."""
 
@@ -87,13 +114,14 @@ class TransportCallbacks(Protocol):
 class Transport(Protocol):
     """The socket operations heirline needs; outcomes arrive through :class:`TransportCallbacks`."""
 
-    async def open(self, account: str, generation: int) -> None:
-        """Start connecting a fresh socket for ``(account, generation)``."""
+    async def open(self, account: str, generation: int, attempt: int) -> None:
+        """Start connecting socket ``attempt`` for controller ``generation`` of ``account``."""
 
     async def send(
         self,
         account: str,
         generation: int,
+        attempt: int,
         message_id: str,
         chat: str,
         kind: str,
@@ -101,7 +129,7 @@ class Transport(Protocol):
     ) -> None:
         """Send one message with a stable id; never raises for channel trouble."""
 
-    async def close(self, account: str, generation: int, status: int | None) -> None:
+    async def close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
         """Close the socket, reporting ``status`` through ``on_close``."""
 
 
@@ -109,7 +137,9 @@ class Transport(Protocol):
 class _Socket:
     account: str
     generation: int
+    attempt: int
     task: asyncio.Task[None] | None = None
+    keepalive: asyncio.Task[None] | None = None
     writer: asyncio.StreamWriter | None = None
     is_open: bool = False
     finished: bool = False
@@ -121,7 +151,9 @@ class _Socket:
 class ChannelTransport:
     """:class:`Transport` over TCP to a :class:`~heirline.adapters.channel.ChannelServer`.
 
-    One TCP connection per ``(account, generation)``. Use ``async with`` (or
+    One TCP connection per ``(account, attempt)``. While a socket is open it
+    pings the server every ``keepalive_s`` seconds (``None``: never), and every
+    frame that comes back is reported as activity. Use ``async with`` (or
     :meth:`aclose`) so that no connection or task outlives the transport.
     """
 
@@ -134,19 +166,35 @@ class ChannelTransport:
         connect_timeout: float | int = 5.0,
         login_timeout: float | int = 5.0,
         write_timeout: float | int = 5.0,
+        keepalive_s: float | int | None = DEFAULT_KEEPALIVE_S,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
+        if keepalive_s is not None and not keepalive_s > 0:
+            raise ValueError(f"keepalive_s must be > 0 or None, got {keepalive_s}")
         self._host = host
         self._port = port
         self._callbacks = callbacks
         self._connect_timeout = connect_timeout
         self._login_timeout = login_timeout
         self._write_timeout = write_timeout
+        self._keepalive_s = keepalive_s
         self._max_line_bytes = max_line_bytes
         self._sockets: dict[tuple[str, int], _Socket] = {}
         self._closed = False
+
+    @staticmethod
+    def keepalive_for(config: EngineConfig | None, speed: float) -> float:
+        """A ping interval (real seconds) that keeps an engine's watchdog fed at ``speed``.
+
+        A third of the watchdog's silence limit in real time, at most
+        :data:`DEFAULT_KEEPALIVE_S`: three pings may be lost before the watchdog fires.
+        """
+        watchdog_ms = (config or EngineConfig()).lifecycle.watchdog_ms
+        if watchdog_ms is None:
+            return DEFAULT_KEEPALIVE_S
+        return min(DEFAULT_KEEPALIVE_S, watchdog_ms / 1000 / speed / 3)
 
     async def __aenter__(self) -> ChannelTransport:
         return self
@@ -154,33 +202,34 @@ class ChannelTransport:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def is_open(self, account: str, generation: int) -> bool:
+    def is_open(self, account: str, attempt: int) -> bool:
         """True while that socket is logged in and not closed."""
-        sock = self._sockets.get((account, generation))
+        sock = self._sockets.get((account, attempt))
         return sock is not None and sock.is_open and not sock.finished
 
-    async def open(self, account: str, generation: int) -> None:
-        key = (account, generation)
+    async def open(self, account: str, generation: int, attempt: int) -> None:
+        key = (account, attempt)
         if self._closed:
             raise RuntimeError("transport is closed")
         if key in self._sockets:
-            raise ValueError(f"socket {account}#{generation} is already open or opening")
-        sock = _Socket(account, generation)
+            raise ValueError(f"socket {account}#{attempt} is already open or opening")
+        sock = _Socket(account, generation, attempt)
         self._sockets[key] = sock
         sock.task = asyncio.get_running_loop().create_task(
-            self._run(sock), name=f"heirline-transport-{account}#{generation}"
+            self._run(sock), name=f"heirline-transport-{account}#{attempt}"
         )
 
     async def send(
         self,
         account: str,
         generation: int,
+        attempt: int,
         message_id: str,
         chat: str,
         kind: str,
         payload: str,
     ) -> None:
-        sock = self._sockets.get((account, generation))
+        sock = self._sockets.get((account, attempt))
         writer = None if sock is None else sock.writer
         if sock is None or writer is None or not sock.is_open or sock.finished:
             why = "no open socket"
@@ -190,7 +239,9 @@ class ChannelTransport:
             why = ""
         if why:  # nothing was written: the caller may safely try elsewhere
             error = f"connection closed ({STATUS_CONNECTION_CLOSED}): {why}"
-            self._safe_call("on_send_failed", account, generation, message_id, False, error)
+            self._safe_call(
+                "on_send_failed", account, generation, attempt, message_id, False, error
+            )
             return
         assert sock is not None
         assert writer is not None
@@ -203,8 +254,8 @@ class ChannelTransport:
             self._fail_one(sock, message_id, f"write failed: {exc!r}")
             writer.close()
 
-    async def close(self, account: str, generation: int, status: int | None) -> None:
-        sock = self._sockets.get((account, generation))
+    async def close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        sock = self._sockets.get((account, attempt))
         if sock is None or sock.finished:
             return
         sock.close_requested = True
@@ -221,7 +272,7 @@ class ChannelTransport:
         """Close every socket (each reports ``on_close(None)``) and wait for their tasks."""
         self._closed = True
         for sock in list(self._sockets.values()):
-            await self.close(sock.account, sock.generation, None)
+            await self.close(sock.account, sock.generation, sock.attempt, None)
 
     async def _await_socket(self, sock: _Socket) -> None:
         task = sock.task
@@ -253,7 +304,7 @@ class ChannelTransport:
         except TimeoutError:
             return STATUS_TIMED_OUT
         except OSError as exc:
-            _log.info("connect %s#%s failed: %r", sock.account, sock.generation, exc)
+            _log.info("connect %s#%s failed: %r", sock.account, sock.attempt, exc)
             return None
         sock.writer = writer
         if sock.close_requested:  # pragma: no cover - close() raced the connect
@@ -275,11 +326,29 @@ class ChannelTransport:
             "on_open",
             sock.account,
             sock.generation,
+            sock.attempt,
             _opt_str(first.get("pn")),
             _opt_str(first.get("lid")),
             _opt_str(first.get("e164")),
         )
+        if self._keepalive_s is not None:
+            sock.keepalive = asyncio.get_running_loop().create_task(
+                self._ping(sock, writer, self._keepalive_s),
+                name=f"heirline-keepalive-{sock.account}#{sock.attempt}",
+            )
         return await self._serve(sock, reader)
+
+    async def _ping(self, sock: _Socket, writer: asyncio.StreamWriter, every: float) -> None:
+        """Ping the server while the socket is open; a write that fails ends the pings."""
+        while sock.is_open and not sock.finished and not writer.is_closing():
+            await asyncio.sleep(every)
+            if not sock.is_open or sock.finished or writer.is_closing():
+                return
+            try:
+                writer.write(b'{"t":"ping"}\n')
+                await asyncio.wait_for(writer.drain(), self._write_timeout)
+            except (OSError, TimeoutError):
+                return
 
     async def _serve(self, sock: _Socket, reader: asyncio.StreamReader) -> int | None:
         while True:
@@ -290,21 +359,20 @@ class ChannelTransport:
             if frame is None:
                 return None
             kind = frame.get("t")
+            if kind == "closed":
+                return _status_of(frame)
+            self._safe_call("on_activity", sock.account, sock.generation, sock.attempt)
             if kind == "ack":
                 self._ack(sock, frame.get("id"))
-            elif kind == "closed":
-                return _status_of(frame)
             elif kind == "error":
                 message = str(frame.get("message", "error"))
                 message_id = frame.get("id")
                 if isinstance(message_id, str):
                     self._fail_one(sock, message_id, f"server refused: {message}")
                 else:
-                    _log.warning(
-                        "server error on %s#%s: %s", sock.account, sock.generation, message
-                    )
-            else:
-                _log.warning("ignored frame %r on %s#%s", kind, sock.account, sock.generation)
+                    _log.warning("server error on %s#%s: %s", sock.account, sock.attempt, message)
+            elif kind != "pong":
+                _log.warning("ignored frame %r on %s#%s", kind, sock.account, sock.attempt)
 
     async def _read_frame(self, reader: asyncio.StreamReader) -> Mapping[str, Any] | None:
         """The next JSON object frame, or ``None`` at end of stream; skips what is not one."""
@@ -326,16 +394,18 @@ class ChannelTransport:
 
     def _ack(self, sock: _Socket, message_id: object) -> None:
         if not isinstance(message_id, str) or sock.pending.get(message_id, 0) <= 0:
-            _log.warning("unexpected ack %r on %s#%s", message_id, sock.account, sock.generation)
+            _log.warning("unexpected ack %r on %s#%s", message_id, sock.account, sock.attempt)
             return
         self._take_pending(sock, message_id)
-        self._safe_call("on_ack", sock.account, sock.generation, message_id)
+        self._safe_call("on_ack", sock.account, sock.generation, sock.attempt, message_id)
 
     def _fail_one(self, sock: _Socket, message_id: str, error: str) -> None:
         if sock.pending.get(message_id, 0) <= 0:
             return
         self._take_pending(sock, message_id)
-        self._safe_call("on_send_failed", sock.account, sock.generation, message_id, True, error)
+        self._safe_call(
+            "on_send_failed", sock.account, sock.generation, sock.attempt, message_id, True, error
+        )
 
     @staticmethod
     def _take_pending(sock: _Socket, message_id: str) -> None:
@@ -350,13 +420,15 @@ class ChannelTransport:
             return
         sock.finished = True
         sock.is_open = False
+        if sock.keepalive is not None:
+            sock.keepalive.cancel()
         if sock.writer is not None:
             sock.writer.close()
-        if self._sockets.get((sock.account, sock.generation)) is sock:
-            del self._sockets[(sock.account, sock.generation)]
+        if self._sockets.get((sock.account, sock.attempt)) is sock:
+            del self._sockets[(sock.account, sock.attempt)]
         # The close first: a consumer that re-routes the failed sends below must already
         # know this socket is gone, or it would send them straight back into it.
-        self._safe_call("on_close", sock.account, sock.generation, status)
+        self._safe_call("on_close", sock.account, sock.generation, sock.attempt, status)
         pending, sock.pending = sock.pending, {}
         for message_id, count in pending.items():
             for _ in range(count):
@@ -364,6 +436,7 @@ class ChannelTransport:
                     "on_send_failed",
                     sock.account,
                     sock.generation,
+                    sock.attempt,
                     message_id,
                     True,
                     f"connection closed (status {status}) before the ack",

@@ -1,73 +1,187 @@
-"""The delivery machine: one per captured reply.
+"""The delivery machine: one :class:`Reply` per captured reply.
 
 A reply is *pending* from capture until its content is ready, then *waiting*
-for a usable route or *in flight* through exactly one controller generation,
-and ends exactly once: *delivered*, *refused* (never sent: wrong or unknown
-identity), *failed* (never sent: deadline, or every attempt failed before any
-I/O) or *unknown* (a transmission may have reached the receiver but was never
+for a usable route or *in flight* through exactly one socket, and ends exactly
+once: *delivered*, *refused* (never sent: wrong or unknown identity), *failed*
+(never sent: deadline, shutdown, or every attempt failed before any I/O) or
+*unknown* (a transmission may have reached the receiver but was never
 acknowledged, and resending is not allowed or no longer possible).
 
-As for the lifecycle, guards live outside the table: the engine first decides
-(route, identity verdict, resend rule) and then fires one fine-grained trigger.
+As for the lifecycle, guards live outside the table: the reply book first
+decides (route, identity verdict, resend rule) and then fires one fine-grained
+trigger through :meth:`Reply._set_state`, the one place a reply changes state.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: beartype resolves NamedTuple field hints
+# at run time, and postponed (string) annotations of a NamedTuple cannot be resolved.
+from enum import StrEnum
+from typing import NamedTuple
 
+from heirline.core.identity import Keys, SelfIdentity, identity_keys
+from heirline.core.lifecycle import Controller
 from heirline.core.machine import MachineSpec, Transition
 
-PENDING = "pending"
-WAITING = "waiting"
-IN_FLIGHT = "in_flight"
-DELIVERED = "delivered"
-REFUSED = "refused"
-FAILED = "failed"
-UNKNOWN = "unknown"
+
+class ReplyState(StrEnum):
+    """Where a reply is in its delivery."""
+
+    PENDING = "pending"
+    WAITING = "waiting"
+    IN_FLIGHT = "in_flight"
+    DELIVERED = "delivered"
+    REFUSED = "refused"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class ReplyTrigger(StrEnum):
+    """The classified inputs of the delivery machine."""
+
+    TRANSMIT = "transmit"
+    """A route exists: send through it."""
+    HOLD = "hold"
+    """No usable route yet: wait for an event."""
+    REFUSE = "refuse"
+    """Routing refuses: identity different, conflicting or never authenticated."""
+    REFUSE_UNCLEAR = "refuse_unclear"
+    """Routing refuses, but an earlier attempt may have reached the receiver."""
+    ACK = "ack"
+    """The channel acknowledged a transmission of this reply."""
+    LOST_BEFORE_IO = "lost_before_io"
+    """The attempt failed before any byte left: free to route again."""
+    LOST_RESENDABLE = "lost_resendable"
+    """I/O may have started; resend allowed with the same message id."""
+    LOST_UNRESENDABLE = "lost_unresendable"
+    """I/O may have started and this kind may not be resent."""
+    GIVE_UP = "give_up"
+    """Attempts exhausted, none of them ever started I/O."""
+    DEADLINE = "deadline"
+    """Time is up, nothing was ever sent."""
+    DEADLINE_UNCLEAR = "deadline_unclear"
+    """Time is up, and an earlier attempt may have reached the receiver."""
+    SHUTDOWN = "shutdown"
+    """The host shut down, nothing was ever sent."""
+    SHUTDOWN_UNCLEAR = "shutdown_unclear"
+    """The host shut down, and a transmission may have reached the receiver."""
+
 
 #: The outcomes a reply can end in; exactly one per reply.
-TERMINAL_STATES = frozenset({DELIVERED, REFUSED, FAILED, UNKNOWN})
+TERMINAL_STATES: frozenset[ReplyState] = frozenset(
+    {ReplyState.DELIVERED, ReplyState.REFUSED, ReplyState.FAILED, ReplyState.UNKNOWN}
+)
 
 #: Operation kinds every socket consumer routes through the same decision.
 KINDS = frozenset({"text", "media", "group_metadata", "read_receipt"})
 
+_S = ReplyState
+_G = ReplyTrigger
 _T = Transition
 
-DELIVERY = MachineSpec(
+DELIVERY: MachineSpec[ReplyState, ReplyTrigger] = MachineSpec(
     name="delivery",
-    states=(PENDING, WAITING, IN_FLIGHT, DELIVERED, REFUSED, FAILED, UNKNOWN),
-    initial=PENDING,
+    states=tuple(ReplyState),
+    initial=_S.PENDING,
     terminal=TERMINAL_STATES,
-    triggers=(
-        "transmit",  # a route exists: send through it
-        "hold",  # no usable route yet: wait for an event
-        "refuse",  # routing refuses: identity different, conflicting or never authenticated
-        "refuse_unclear",  # routing refuses, but an earlier attempt may have reached the receiver
-        "ack",  # the channel acknowledged a transmission of this reply
-        "lost_before_io",  # the attempt failed before any byte left: free to route again
-        "lost_resendable",  # I/O may have started; resend allowed with the same message id
-        "lost_unresendable",  # I/O may have started and this kind may not be resent
-        "give_up",  # attempts exhausted, none of them ever started I/O
-        "deadline",  # time is up, nothing was ever sent
-        "deadline_unclear",  # time is up, and an earlier attempt may have reached the receiver
-    ),
+    triggers=tuple(ReplyTrigger),
     transitions=(
-        _T(PENDING, "transmit", IN_FLIGHT),
-        _T(PENDING, "hold", WAITING),
-        _T(PENDING, "refuse", REFUSED),
-        _T(PENDING, "deadline", FAILED),
-        _T(WAITING, "transmit", IN_FLIGHT),
-        _T(WAITING, "hold", WAITING),
-        _T(WAITING, "refuse", REFUSED),
-        _T(WAITING, "refuse_unclear", UNKNOWN),
-        _T(WAITING, "ack", DELIVERED),  # a late ack of an earlier attempt
-        _T(WAITING, "deadline", FAILED),
-        _T(WAITING, "deadline_unclear", UNKNOWN),
-        _T(IN_FLIGHT, "ack", DELIVERED),
-        _T(IN_FLIGHT, "lost_before_io", WAITING),
-        _T(IN_FLIGHT, "lost_resendable", WAITING),
-        _T(IN_FLIGHT, "lost_unresendable", UNKNOWN),
-        _T(IN_FLIGHT, "give_up", FAILED),
-        _T(IN_FLIGHT, "deadline_unclear", UNKNOWN),
+        _T(_S.PENDING, _G.TRANSMIT, _S.IN_FLIGHT),
+        _T(_S.PENDING, _G.HOLD, _S.WAITING),
+        _T(_S.PENDING, _G.REFUSE, _S.REFUSED),
+        _T(_S.PENDING, _G.DEADLINE, _S.FAILED),
+        _T(_S.PENDING, _G.SHUTDOWN, _S.FAILED),
+        _T(_S.WAITING, _G.TRANSMIT, _S.IN_FLIGHT),
+        _T(_S.WAITING, _G.HOLD, _S.WAITING),
+        _T(_S.WAITING, _G.REFUSE, _S.REFUSED),
+        _T(_S.WAITING, _G.REFUSE_UNCLEAR, _S.UNKNOWN),
+        _T(_S.WAITING, _G.ACK, _S.DELIVERED),  # a late ack of an earlier attempt
+        _T(_S.WAITING, _G.DEADLINE, _S.FAILED),
+        _T(_S.WAITING, _G.DEADLINE_UNCLEAR, _S.UNKNOWN),
+        _T(_S.WAITING, _G.SHUTDOWN, _S.FAILED),
+        _T(_S.WAITING, _G.SHUTDOWN_UNCLEAR, _S.UNKNOWN),
+        _T(_S.IN_FLIGHT, _G.ACK, _S.DELIVERED),
+        _T(_S.IN_FLIGHT, _G.LOST_BEFORE_IO, _S.WAITING),
+        _T(_S.IN_FLIGHT, _G.LOST_RESENDABLE, _S.WAITING),
+        _T(_S.IN_FLIGHT, _G.LOST_UNRESENDABLE, _S.UNKNOWN),
+        _T(_S.IN_FLIGHT, _G.GIVE_UP, _S.FAILED),
+        _T(_S.IN_FLIGHT, _G.DEADLINE_UNCLEAR, _S.UNKNOWN),
+        _T(_S.IN_FLIGHT, _G.SHUTDOWN_UNCLEAR, _S.UNKNOWN),
     ),
 )
 
 TABLE = DELIVERY.compile()
+_NEXT = TABLE.next
+
+
+class Reply:
+    """One captured reply and its delivery state; mutated only by its book.
+
+    ``origin`` is the capturing controller and ``via`` the one a transmission
+    is in flight through (socket ``via_attempt``): both are held while the reply
+    is open, so neither generation can be forgotten under it. ``sent`` maps
+    every socket attempt that ever carried a transmission to its generation.
+    """
+
+    __slots__ = (
+        "account",
+        "chat",
+        "deadline_ms",
+        "identity",
+        "io_ever_started",
+        "keys",
+        "kind",
+        "message_id",
+        "origin",
+        "payload",
+        "reply_id",
+        "sent",
+        "state",
+        "transmissions",
+        "via",
+        "via_attempt",
+        "wait_reason",
+    )
+
+    def __init__(
+        self,
+        reply_id: str,
+        origin: Controller,
+        chat: str,
+        kind: str,
+        message_id: str,
+        identity: SelfIdentity,
+        deadline_ms: int,
+    ) -> None:
+        self.reply_id = reply_id
+        self.account = origin.account
+        self.origin = origin
+        self.chat = chat
+        self.kind = kind
+        self.message_id = message_id
+        self.deadline_ms = deadline_ms
+        self.identity = identity
+        self.keys: Keys = identity_keys(identity)
+        self.state = ReplyState.PENDING
+        self.payload = ""
+        self.via: Controller | None = None
+        self.via_attempt: int | None = None
+        self.transmissions = 0
+        self.io_ever_started = False
+        self.sent: dict[int, int] = {}
+        self.wait_reason = ""
+
+    def __repr__(self) -> str:
+        return f"Reply({self.reply_id!r}, state={self.state.value!r}, via={self.via_attempt})"
+
+    def _set_state(self, trigger: ReplyTrigger) -> None:
+        """The one place a reply changes state; raises ``InvalidTransition`` changing nothing."""
+        self.state = _NEXT(self.state, trigger)
+
+
+class EndedReply(NamedTuple):
+    """What is remembered of a reply after it ended: enough to judge a late fact about it."""
+
+    state: ReplyState
+    #: Socket attempt -> generation, for every transmission the reply ever had.
+    sent: dict[int, int]
+    #: The socket attempt whose ack delivered it, if any.
+    acked_attempt: int | None

@@ -7,58 +7,67 @@ a lossless JSON form (see :mod:`heirline.core.wire`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import ClassVar
+
+from heirline.core.message import message
+from heirline.core.timers import Timer
 
 #: Scalar values allowed in a log record's ``fields``.
 LogValue = str | int | float | bool | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Effect:
     """Base class of every effect. ``type`` is the tag used in the JSON form."""
 
     type: ClassVar[str] = "effect"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class OpenSocket(Effect):
-    """Open a fresh socket for controller ``generation`` of ``account``."""
+    """Open a fresh socket, number ``attempt``, for controller ``generation`` of ``account``.
+
+    ``attempt`` is unique within the account and only grows; every fact about
+    this socket echoes it.
+    """
 
     type: ClassVar[str] = "open_socket"
     account: str
     generation: int
+    attempt: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class CloseSocket(Effect):
-    """Close the controller's socket (``status`` is what to report, e.g. 499 for the watchdog)."""
+    """Close socket ``attempt`` (``status`` is what to report, e.g. 499 for the watchdog)."""
 
     type: ClassVar[str] = "close_socket"
     account: str
     generation: int
+    attempt: int
     status: int | None = None
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class StartTimer(Effect):
-    """Report ``TimerFired(key)`` at ``deadline_ms`` (absolute); replaces a timer of that key."""
+    """Report ``TimerFired(timer)`` at ``deadline_ms`` (absolute); replaces a pending ``timer``."""
 
     type: ClassVar[str] = "start_timer"
-    key: str
+    timer: Timer
     deadline_ms: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class CancelTimer(Effect):
-    """Forget the timer ``key`` if it has not fired."""
+    """Forget ``timer`` if it has not fired."""
 
     type: ClassVar[str] = "cancel_timer"
-    key: str
+    timer: Timer
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Registered(Effect):
     """``generation`` is now the current controller of ``account`` (``predecessor`` it replaced)."""
 
@@ -68,7 +77,20 @@ class Registered(Effect):
     predecessor: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
+class RegisterRequest(Effect):
+    """Ask the external registry to make ``generation`` the owner of ``account``.
+
+    Only an engine with an external registry emits it; the answer comes back as
+    a ``RegistryAnswer`` event, and the controller opens no socket before it.
+    """
+
+    type: ClassVar[str] = "register_request"
+    account: str
+    generation: int
+
+
+@message
 class Unregistered(Effect):
     """``generation`` is no longer the current controller of ``account``."""
 
@@ -77,26 +99,28 @@ class Unregistered(Effect):
     generation: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Transmit(Effect):
-    """Send the reply through controller ``generation``'s socket, with ``message_id``.
+    """Send the reply through socket ``attempt`` of controller ``generation``, as ``message_id``.
 
-    ``message_id`` is stable across attempts of one reply, so a receiver that
-    deduplicates by id never shows it twice.
+    ``message_id`` is stable across transmissions of one reply, so a receiver
+    that deduplicates by id never shows it twice. ``transmission`` counts this
+    reply's transmissions (1, 2, ...).
     """
 
     type: ClassVar[str] = "transmit"
     reply_id: str
     account: str
     generation: int
+    attempt: int
     message_id: str
     chat: str
     kind: str
     payload: str
-    attempt: int
+    transmission: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class ReplyDelivered(Effect):
     """Terminal: the reply was acknowledged through ``generation`` (``via`` origin or successor)."""
 
@@ -106,7 +130,7 @@ class ReplyDelivered(Effect):
     via: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class ReplyFailed(Effect):
     """Terminal: the reply did not go out (``outcome`` refused or failed) or may have (unknown)."""
 
@@ -116,7 +140,7 @@ class ReplyFailed(Effect):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Log(Effect):
     """A structured log record; ``message`` is the human line, ``fields`` the data behind it."""
 
@@ -129,7 +153,7 @@ class Log(Effect):
     fields: dict[str, LogValue] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Rejected(Effect):
     """The input was not acceptable; the engine state is unchanged. ``code`` is stable."""
 
@@ -144,6 +168,7 @@ EFFECT_TYPES: tuple[type[Effect], ...] = (
     StartTimer,
     CancelTimer,
     Registered,
+    RegisterRequest,
     Unregistered,
     Transmit,
     ReplyDelivered,

@@ -1,44 +1,56 @@
 """The engine facade: ``Engine.handle(event, now) -> list[Effect]``.
 
-It ties the pieces together -- controller lifecycles, the registry, the health
-policy, the identity guard, the routing decision and one delivery machine per
-reply -- and returns everything observable as effects. It never does I/O,
-never reads a clock (``now`` is an argument, integer milliseconds) and draws
-randomness only from the ``random`` callable its owner passes in.
+The engine orchestrates: it dispatches each fact to its handler, keeps the
+controllers and the registry, runs the health policy, resolves identities
+through the PN<->LID mapping, and calls into the reply book, which owns the
+delivery policy. It never does I/O, never reads a clock (``now`` is an
+argument, integer milliseconds) and draws randomness only from the
+``random`` callable its owner passes in.
 
-Bad input (an unknown controller or reply, an input a machine does not accept
-in its state, a malformed identity, a contradictory mapping) yields one
-``Rejected`` effect with a stable code; each handler validates before it
-mutates, so the engine's state is exactly as it was.
+Bad input (an unknown controller, socket or reply, an input a machine does not
+accept in its state, a malformed identity, a contradictory mapping, time going
+backwards) yields one ``Rejected`` effect with a stable snake_case code; every
+handler validates before it mutates, so the engine's state -- clocks and
+counters included -- is exactly as it was. Facts that arrive late (about an
+older socket, a forgotten generation, a reply that already ended) change
+nothing and say so in a ``Log``.
+
+State stays bounded: a generation is forgotten once it is neither the newest
+of its account nor named by an open reply, and a fact about a forgotten
+generation is recognised as late by generation order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from heirline.core import delivery
+from heirline.core.book import ReplyBook
+from heirline.core.delivery import Reply, ReplyState
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
     Effect,
     Log,
     Registered,
+    RegisterRequest,
     Rejected,
-    ReplyDelivered,
-    ReplyFailed,
     StartTimer,
-    Transmit,
     Unregistered,
 )
-from heirline.core.errors import ConfigError, HeirlineError, InvalidTransition
+from heirline.core.errors import ConfigError, HeirlineError, Rejection
 from heirline.core.events import (
+    Activity,
+    ActivityKind,
     Event,
     HealthCheck,
     MappingLearned,
+    RegistryAnswer,
     ReplyCaptured,
     ReplyReady,
+    Shutdown,
     SocketClosed,
     SocketOpened,
     Start,
@@ -48,31 +60,36 @@ from heirline.core.events import (
     TransmitFailed,
     WatchdogSilence,
 )
-from heirline.core.health import (
-    ControllerSnapshot,
-    HealthAction,
-    HealthConfig,
-    HealthMonitor,
-)
+from heirline.core.health import ControllerSnapshot, HealthAction, HealthConfig, HealthMonitor
 from heirline.core.identity import (
     NO_KEYS,
     UNAUTHENTICATED,
-    Keys,
     LidMapping,
     SelfIdentity,
     identity_keys,
     resolve,
 )
-from heirline.core.lifecycle import TERMINAL_STATES, Controller, LifecycleConfig
+from heirline.core.lifecycle import (
+    AttemptCounter,
+    Controller,
+    LifecycleConfig,
+    State,
+)
 from heirline.core.registry import ChangeKind, Registry
-from heirline.core.routing import ControllerView, RouteKind, decide_route
+from heirline.core.routing import RouteKind, decide_route
+from heirline.core.timers import (
+    HEALTH,
+    DeadlineTimer,
+    HealthTimer,
+    RetryTimer,
+    WatchdogTimer,
+)
 
 E = TypeVar("E", bound=Event)
 _Handler = Callable[[Event, int], list[Effect]]
 
-HEALTH_TIMER = "health"
-_RETRY_PREFIX = "retry/"
-_DEADLINE_PREFIX = "deadline/"
+#: The largest integer every binding holds exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
+MAX_SAFE_INT: Final = 2**53 - 1
 
 
 def _describe(identity: SelfIdentity) -> str:
@@ -80,15 +97,10 @@ def _describe(identity: SelfIdentity) -> str:
 
 
 def _ignored(
-    code: str, message: str, account: str | None, generation: int, level: str = "debug"
+    code: str, message: str, account: str | None, generation: int | None, level: str = "debug"
 ) -> list[Effect]:
     """A late or raced fact that changes nothing: say so, and do nothing else."""
     return [Log(level=level, code=code, message=message, account=account, generation=generation)]
-
-
-def deadline_timer_key(reply_id: str) -> str:
-    """The timer key of a reply's deadline."""
-    return _DEADLINE_PREFIX + reply_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +119,9 @@ class EngineConfig:
     remember_ended: int = 10_000
     #: Whether the engine arms its own periodic health-check timer.
     health_timer: bool = True
+    #: Whether registration goes through an external registry (``RegisterRequest`` effects
+    #: answered by ``RegistryAnswer`` events); the default in-memory one answers at once.
+    external_registry: bool = False
 
     def __post_init__(self) -> None:
         for name in ("reply_deadline_ms", "max_transmissions", "remember_ended"):
@@ -120,70 +135,16 @@ class EngineConfig:
                 f"known: {sorted(delivery.KINDS)}"
             )
 
-
-class _Rejection(HeirlineError):
-    """Internal: a handler refuses its input before changing anything."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class _Ctl:
-    """One controller generation as the engine tracks it."""
-
-    __slots__ = ("controller", "identity", "in_flight", "keys", "last_event_ms", "last_identity")
-
-    def __init__(self, controller: Controller, now: int) -> None:
-        self.controller = controller
-        self.identity: SelfIdentity | None = None  # of the current socket, if open
-        # Of the most recent socket, kept after it closes: an inbound message handled just
-        # before a close is still captured with the identity it arrived through.
-        self.last_identity: SelfIdentity | None = None
-        self.keys: Keys = NO_KEYS  # identity resolved through the current mapping
-        self.in_flight: set[str] = set()
-        self.last_event_ms = now
-
-
-class _Reply:
-    """One captured reply and its delivery state."""
-
-    __slots__ = (
-        "account",
-        "chat",
-        "deadline_ms",
-        "identity",
-        "io_ever_started",
-        "keys",
-        "kind",
-        "message_id",
-        "origin",
-        "payload",
-        "reply_id",
-        "sent_via",
-        "state",
-        "transmissions",
-        "via",
-        "wait_reason",
-    )
-
-    def __init__(self, ev: ReplyCaptured, identity: SelfIdentity, deadline_ms: int) -> None:
-        self.reply_id = ev.reply_id
-        self.account = ev.account
-        self.origin = ev.generation
-        self.chat = ev.chat
-        self.kind = ev.kind
-        self.message_id = ev.message_id if ev.message_id is not None else ev.reply_id
-        self.deadline_ms = deadline_ms
-        self.identity = identity
-        self.keys: Keys = identity_keys(identity)
-        self.state = delivery.PENDING
-        self.payload = ""
-        self.via: int | None = None
-        self.transmissions = 0
-        self.io_ever_started = False
-        self.sent_via: set[int] = set()
-        self.wait_reason = ""
+    @property
+    def horizon_ms(self) -> int:
+        """The furthest ahead of ``now`` the engine ever sets a deadline."""
+        backoff = self.lifecycle.backoff
+        return max(
+            self.reply_deadline_ms,
+            self.health.check_interval_ms,
+            backoff.max_ms,
+            self.lifecycle.watchdog_ms or 0,
+        )
 
 
 class Engine:
@@ -201,18 +162,25 @@ class Engine:
         self._mapping = mapping if mapping is not None else LidMapping.from_pairs(())
         self._registry = Registry()
         self._health: HealthMonitor | None = None
-        self._ctls: dict[tuple[str, int], _Ctl] = {}
-        self._latest: dict[str, int] = {}  # account -> newest generation
+        self._health_armed = False
+        self._now: int | None = None  # the last accepted time
+        self._max_now = MAX_SAFE_INT - self.config.horizon_ms
+        self._shut_down: str | None = None
+        self._latest: dict[str, Controller] = {}  # account -> its newest generation
+        self._older: dict[tuple[str, int], Controller] = {}  # older generations still named
         self._watched: set[str] = set()  # accounts the health policy keeps running
-        self._replies: dict[str, _Reply] = {}
-        self._waiting: dict[str, dict[str, None]] = {}  # account -> ordered set of reply ids
-        # reply id -> (final state, generations it was sent via, generation that acked it)
-        self._ended: dict[str, tuple[str, frozenset[int], int | None]] = {}
+        self._book = ReplyBook(
+            max_transmissions=self.config.max_transmissions,
+            resendable_kinds=self.config.resendable_kinds,
+            remember_ended=self.config.remember_ended,
+            release=self._released,
+        )
         self._handlers: dict[type[Event], _Handler] = {}
         self._on(Start, self._on_start)
         self._on(Stop, self._on_stop)
         self._on(SocketOpened, self._on_opened)
         self._on(SocketClosed, self._on_closed)
+        self._on(Activity, self._on_activity)
         self._on(WatchdogSilence, self._on_watchdog)
         self._on(TimerFired, self._on_timer)
         self._on(HealthCheck, self._on_health_check)
@@ -221,6 +189,8 @@ class Engine:
         self._on(ReplyReady, self._on_ready)
         self._on(TransmitAcked, self._on_acked)
         self._on(TransmitFailed, self._on_failed)
+        self._on(RegistryAnswer, self._on_registry_answer)
+        self._on(Shutdown, self._on_shutdown)
 
     def _on(self, cls: type[E], handler: Callable[[E, int], list[Effect]]) -> None:
         # Dispatch is keyed by the exact class, so the handler only ever sees a `cls`.
@@ -229,24 +199,44 @@ class Engine:
     # ------------------------------------------------------------------ facade
 
     def handle(self, event: Event, now: int) -> list[Effect]:
-        """Apply one fact at time ``now`` (ms) and return what to do, in order."""
+        """Apply one fact at time ``now`` (ms) and return what to do, in order.
+
+        Never raises for bad input: a refused input is answered with one
+        ``Rejected`` effect and changes nothing.
+        """
         handler = self._handlers.get(type(event))
         if handler is None:
             return [Rejected(code="unknown_event", message=f"unknown event {event!r}")]
+        last = self._now
+        if not 0 <= now <= self._max_now:
+            return [
+                Rejected(
+                    code="bad_now",
+                    message=f"now {now} is outside 0..{self._max_now} (2**53-1 minus the "
+                    f"longest deadline the engine sets, {self.config.horizon_ms} ms)",
+                )
+            ]
+        if last is not None and now < last:
+            return [
+                Rejected(
+                    code="now_backwards", message=f"now {now} is before the previous now {last}"
+                )
+            ]
+        if self._shut_down is not None:
+            return [
+                Rejected(code="shut_down", message=f"the engine was shut down ({self._shut_down})")
+            ]
         first = self._health is None
         if first:  # the health policy's clock starts with the first accepted event
             self._health = HealthMonitor(self.config.health, now)
         try:
-            return handler(event, now)
+            effects = handler(event, now)
         except HeirlineError as err:
             if first:
                 self._health = None
-            if isinstance(err, _Rejection):
-                return [Rejected(code=err.code, message=str(err))]
-            if isinstance(err, InvalidTransition):
-                return [Rejected(code="invalid_transition", message=str(err))]
-            # A malformed identity, a contradictory mapping: named by the error's type.
-            return [Rejected(code=type(err).__name__, message=str(err))]
+            return [Rejected(code=err.code, message=str(err))]
+        self._now = now
+        return effects
 
     # ------------------------------------------------------------------ queries
 
@@ -259,179 +249,353 @@ class Engine:
         """The registered generation of ``account``."""
         return self._registry.current(account)
 
-    def controller_state(self, account: str, generation: int) -> str | None:
-        """The lifecycle state of a generation, or ``None`` if unknown."""
-        ctl = self._ctls.get((account, generation))
-        return None if ctl is None else ctl.controller.state
+    def generations(self, account: str) -> tuple[int, ...]:
+        """The generations of ``account`` the engine still keeps, oldest first."""
+        latest = self._latest.get(account)
+        if latest is None:
+            return ()
+        older = sorted(g for a, g in self._older if a == account)
+        return (*older, latest.generation)
+
+    def controller_state(self, account: str, generation: int) -> State | None:
+        """The lifecycle state of a generation, or ``None`` if unknown or forgotten."""
+        ctl = self._find(account, generation)
+        return None if ctl is None else ctl.state
 
     def controller_identity(self, account: str, generation: int) -> SelfIdentity | None:
         """The self identity the generation's current socket reported."""
-        ctl = self._ctls.get((account, generation))
+        ctl = self._find(account, generation)
         return None if ctl is None else ctl.identity
 
-    def reply_state(self, reply_id: str) -> str | None:
+    def controller_socket(self, account: str, generation: int) -> int | None:
+        """The attempt number of the generation's latest socket, or ``None``."""
+        ctl = self._find(account, generation)
+        return None if ctl is None else ctl.socket
+
+    def reply_state(self, reply_id: str) -> ReplyState | None:
         """The delivery state of a reply (terminal states stay visible while remembered)."""
-        reply = self._replies.get(reply_id)
+        reply = self._book.get(reply_id)
         if reply is not None:
             return reply.state
-        ended = self._ended.get(reply_id)
-        return None if ended is None else ended[0]
+        ended = self._book.ended(reply_id)
+        return None if ended is None else ended.state
 
     def in_flight(self) -> dict[str, int]:
         """Reply id -> generation, for every reply with a transmission awaiting its ack."""
-        return {r.reply_id: r.via for r in self._replies.values() if r.via is not None}
+        return self._book.in_flight()
 
     def open_replies(self) -> tuple[str, ...]:
         """Ids of replies that have not ended yet."""
-        return tuple(self._replies)
+        return self._book.open_ids()
+
+    def watched(self) -> tuple[str, ...]:
+        """Accounts the health policy keeps running, sorted."""
+        return tuple(sorted(self._watched))
+
+    @property
+    def shut_down(self) -> bool:
+        """Whether the engine was shut down (it then rejects every input)."""
+        return self._shut_down is not None
 
     # ------------------------------------------------------------- controllers
 
-    def _ctl(self, account: str, generation: int) -> _Ctl:
-        ctl = self._ctls.get((account, generation))
-        if ctl is None:
-            raise _Rejection(
+    def _find(self, account: str, generation: int) -> Controller | None:
+        latest = self._latest.get(account)
+        if latest is None:
+            return None
+        if latest.generation == generation:
+            return latest
+        return self._older.get((account, generation))
+
+    def _ctl(self, account: str, generation: int) -> Controller | None:
+        """The controller of ``generation``; ``None`` if it was forgotten (a late fact).
+
+        A generation that was never issued is a :class:`Rejection`.
+        """
+        ctl = self._find(account, generation)
+        if ctl is not None:
+            return ctl
+        latest = self._latest.get(account)
+        if latest is None or not 1 <= generation < latest.generation:
+            raise Rejection(
                 "unknown_controller", f"no controller generation {generation} for {account!r}"
             )
-        return ctl
+        return None
+
+    @staticmethod
+    def _check_attempt(latest: Controller, attempt: int) -> None:
+        """Reject a socket attempt number the account never issued."""
+        issued = cast(AttemptCounter, latest.attempts).last_attempt
+        if not 1 <= attempt <= issued:
+            raise Rejection(
+                "unknown_socket",
+                f"socket {attempt} was never opened for {latest.account!r} "
+                f"(highest attempt issued: {issued})",
+            )
+
+    def _forgettable(self, ctl: Controller) -> bool:
+        latest = self._latest.get(ctl.account)
+        return ctl is not latest and ctl.is_terminal and ctl.refs == 0
+
+    def _released(self, ctl: Controller) -> None:
+        """The book no longer names ``ctl``: forget it if nothing else needs it."""
+        if self._forgettable(ctl):
+            del self._older[(ctl.account, ctl.generation)]
+
+    def _settle(self, ctl: Controller) -> None:
+        """``ctl`` may just have ended: forget it if nothing refers to it any more."""
+        if self._forgettable(ctl):
+            self._older.pop((ctl.account, ctl.generation), None)
 
     def _on_start(self, ev: Start, now: int) -> list[Effect]:
-        return self._start(ev.account, now)
-
-    def _start(self, account: str, now: int) -> list[Effect]:
+        account = ev.account
+        previous = self._latest.get(account)
         generation = self._registry.next_generation(account)
-        controller = Controller(account, generation, self.config.lifecycle)
-        self._ctls[(account, generation)] = _Ctl(controller, now)
-        self._latest[account] = generation
+        attempts = previous.attempts if previous is not None else AttemptCounter()
+        ctl = Controller(account, generation, self.config.lifecycle, attempts)
+        ctl.event_ms = now
+        if previous is not None:
+            self._older[(account, previous.generation)] = previous
+        self._latest[account] = ctl
         self._watched.add(account)
-        # Register first: the predecessor is replaced, so its own unregister below is stale.
+        out: list[Effect] = []
+        if previous is not None:
+            self._settle(previous)
+        if self.config.health_timer and not self._health_armed:
+            self._health_armed = True
+            out.append(
+                StartTimer(timer=HEALTH, deadline_ms=now + self.config.health.check_interval_ms)
+            )
+        if self.config.external_registry:
+            return [
+                RegisterRequest(account=account, generation=generation),
+                *out,
+                Log(
+                    level="info",
+                    code="registry_requested",
+                    message=f"generation {generation} asks the registry for {account!r}",
+                    account=account,
+                    generation=generation,
+                ),
+            ]
+        return self._register(ctl, now) + out
+
+    def _register(self, ctl: Controller, now: int) -> list[Effect]:
+        """Make ``ctl`` the current controller, stop its predecessor, and start it."""
+        account, generation = ctl.account, ctl.generation
         change = self._registry.register(account, generation)
+        assert change.kind is ChangeKind.REGISTERED
         out: list[Effect] = [
             Registered(account=account, generation=generation, predecessor=change.predecessor)
         ]
         if change.predecessor is not None:
-            old = self._ctls[(account, change.predecessor)]
-            if not old.controller.is_terminal:
+            old = self._find(account, change.predecessor)
+            if old is not None and not old.is_terminal:
                 out += self._stop_ctl(old, f"superseded by generation {generation}", now)
-        out += controller.start(now)
-        if self.config.health_timer and len(self._ctls) == 1:
-            out.append(
-                StartTimer(key=HEALTH_TIMER, deadline_ms=now + self.config.health.check_interval_ms)
-            )
-        out += self._wake(account, now)
-        return out
+        out += ctl.start(now)
+        return out + self._wake(account, now)
 
-    def _stop_ctl(self, ctl: _Ctl, reason: str, now: int) -> list[Effect]:
-        out = ctl.controller.stop(reason, now)
+    def _stop_ctl(self, ctl: Controller, reason: str, now: int) -> list[Effect]:
+        out = ctl.stop(reason, now)
         ctl.identity = None
         ctl.keys = NO_KEYS
         out += self._unregister(ctl)
-        out += self._lose_in_flight(ctl, f"controller stopped ({reason})", now)
+        if ctl.socket is not None:
+            out += self._lose_in_flight(ctl, ctl.socket, f"controller stopped ({reason})", now)
+        self._settle(ctl)
         return out
 
-    def _unregister(self, ctl: _Ctl) -> list[Effect]:
-        c = ctl.controller
-        change = self._registry.unregister(c.account, c.generation)
+    def _unregister(self, ctl: Controller) -> list[Effect]:
+        change = self._registry.unregister(ctl.account, ctl.generation)
         if change.kind is ChangeKind.UNREGISTERED:
-            return [Unregistered(account=c.account, generation=c.generation)]
+            return [Unregistered(account=ctl.account, generation=ctl.generation)]
         return []
 
     def _on_stop(self, ev: Stop, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
-        if ctl.controller.is_terminal:
+        if ctl is None or ctl.is_terminal:
+            state = "over and forgotten" if ctl is None else ctl.state.value
             return _ignored(
-                "stop_ignored",
-                f"generation {ev.generation} is already {ctl.controller.state}",
-                ev.account,
+                "stop_ignored", f"generation {ev.generation} is already {state}", ev.account,
                 ev.generation,
-            )
-        if self._latest.get(ev.account) == ev.generation:
-            self._watched.discard(ev.account)  # the owner wants this account down
+            )  # fmt: skip
+        if ctl is self._latest[ev.account]:
+            # The owner wants this account down: the health policy must not bring it back.
+            self._watched.discard(ev.account)
+            assert self._health is not None
+            self._health.forget(ev.account)
         out = self._stop_ctl(ctl, ev.reason, now)
         return out + self._wake(ev.account, now)
 
-    def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
+    def _on_registry_answer(self, ev: RegistryAnswer, now: int) -> list[Effect]:
+        if not self.config.external_registry:
+            raise Rejection(
+                "no_external_registry", "this engine's registry is in memory; it asks no one"
+            )
         ctl = self._ctl(ev.account, ev.generation)
+        if ctl is None or ctl.is_terminal:
+            return _ignored(
+                "late_registry_answer",
+                f"registry answer for generation {ev.generation}, which is over",
+                ev.account,
+                ev.generation,
+            )
+        if ev.granted:
+            if ctl.state is not State.IDLE:
+                return _ignored(
+                    "registry_renewed",
+                    f"generation {ev.generation} holds the registration",
+                    ev.account,
+                    ev.generation,
+                )
+            if ctl is not self._latest[ev.account]:
+                return self._stop_ctl(ctl, "a newer generation was started", now)
+            return self._register(ctl, now)
+        reason = f"registry refused: {ev.reason or 'another owner holds the account'}"
+        return self._stop_ctl(ctl, reason, now) + self._wake(ev.account, now)
+
+    # ----------------------------------------------------------------- sockets
+
+    def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
         identity = SelfIdentity.parse(pn=ev.pn, lid=ev.lid, e164=ev.e164)
-        if ctl.controller.is_terminal:
-            # The socket raced a stop: close it rather than leak a live session.
+        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is None or not current:
+            # The socket raced a stop or a newer socket: close it rather than leak a session.
+            why = "is over" if ctl is None or ctl.is_terminal else "has a newer socket"
             return [
                 CloseSocket(
                     account=ev.account,
                     generation=ev.generation,
-                    reason=f"generation is {ctl.controller.state}",
+                    attempt=ev.attempt,
+                    reason=f"stale socket: generation {ev.generation} {why}",
                 )
             ]
-        out = ctl.controller.opened(now)
+        out = ctl.opened(now)
         ctl.identity = ctl.last_identity = identity
         ctl.keys = identity_keys(resolve(identity, self._mapping))
-        ctl.last_event_ms = now
+        ctl.event_ms = now
         out.append(
             Log(
                 level="info",
                 code="socket_opened",
-                message=f"socket open as {_describe(identity)}",
+                message=f"socket {ev.attempt} open as {_describe(identity)}",
                 account=ev.account,
                 generation=ev.generation,
             )
         )
         return out + self._wake(ev.account, now)
 
+    def _live_socket(
+        self, account: str, generation: int, attempt: int
+    ) -> tuple[Controller | None, bool]:
+        """The controller of a fact about socket ``attempt``, and whether it is that socket.
+
+        ``(None, False)``: the generation was forgotten. A socket or generation
+        never issued is a :class:`Rejection`.
+        """
+        ctl = self._ctl(account, generation)
+        self._check_attempt(self._latest[account], attempt)
+        if ctl is None:
+            return None, False
+        return ctl, not ctl.is_terminal and attempt == ctl.socket
+
     def _on_closed(self, ev: SocketClosed, now: int) -> list[Effect]:
-        ctl = self._ctl(ev.account, ev.generation)
-        if ctl.controller.is_terminal:
+        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is None or not current:
+            what = "a forgotten generation" if ctl is None else f"an older socket or {ctl.state}"
             return _ignored(
                 "late_close",
-                f"close (status {ev.status}) of a {ctl.controller.state} generation ignored",
+                f"close (status {ev.status}) of socket {ev.attempt} of {what} ignored",
                 ev.account,
                 ev.generation,
             )
-        out = ctl.controller.closed(ev.status, now, self._random())
+        out = ctl.closed(ev.status, now, self._random())
         ctl.identity = None
         ctl.keys = NO_KEYS
-        ctl.last_event_ms = now
-        if ctl.controller.state in TERMINAL_STATES:  # logged out, replaced, forbidden, exhausted
+        ctl.event_ms = now
+        if ctl.is_terminal:  # logged out, replaced, forbidden, exhausted
             out += self._unregister(ctl)
-        out += self._lose_in_flight(ctl, f"socket closed (status {ev.status})", now)
+        out += self._lose_in_flight(ctl, ev.attempt, f"socket closed (status {ev.status})", now)
+        self._settle(ctl)
         return out + self._wake(ev.account, now)
 
+    def _on_activity(self, ev: Activity, now: int) -> list[Effect]:
+        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is not None and current and ctl.state is State.OPEN:
+            ctl.activity(now)
+            if ev.kind is ActivityKind.INBOUND:
+                ctl.event_ms = now
+        return []  # activity of an older socket is late and changes nothing
+
     def _on_watchdog(self, ev: WatchdogSilence, now: int) -> list[Effect]:
-        ctl = self._ctl(ev.account, ev.generation)
-        if not ctl.controller.has_socket:
+        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is None or not current or ctl.state is not State.OPEN:
             # The adapter's watchdog raced a close: there is no open socket to close.
             return _ignored(
                 "stale_watchdog",
-                f"watchdog silence for a {ctl.controller.state} generation ignored",
+                f"watchdog silence of socket {ev.attempt} ignored: it is not open",
                 ev.account,
                 ev.generation,
             )
-        return ctl.controller.watchdog(now, ev.silent_ms)
+        return ctl.watchdog(now, ev.silent_ms)
+
+    def _lose_in_flight(self, ctl: Controller, attempt: int, why: str, now: int) -> list[Effect]:
+        out: list[Effect] = []
+        for reply in self._book.through(ctl.account, attempt):
+            out += self._lost(reply, True, why, now)
+        return out
+
+    # ------------------------------------------------------------------ timers
 
     def _on_timer(self, ev: TimerFired, now: int) -> list[Effect]:
-        key = ev.key
-        if key == HEALTH_TIMER:
+        timer = ev.timer
+        if isinstance(timer, DeadlineTimer):
+            return self._book.deadline(timer.reply_id)
+        if isinstance(timer, HealthTimer):
+            if not self._health_armed:
+                raise Rejection("unknown_timer", "this engine never started a health timer")
             out = self._health_check(now)
             out.append(
-                StartTimer(key=HEALTH_TIMER, deadline_ms=now + self.config.health.check_interval_ms)
+                StartTimer(timer=HEALTH, deadline_ms=now + self.config.health.check_interval_ms)
             )
             return out
-        if key.startswith(_DEADLINE_PREFIX):
-            return self._deadline(key[len(_DEADLINE_PREFIX) :], now)
-        if key.startswith(_RETRY_PREFIX):
-            account, _, gen = key[len(_RETRY_PREFIX) :].rpartition("/")
-            if gen.isdigit():
-                ctl = self._ctl(account, int(gen))
-                if ctl.controller.state != "backoff":
-                    return _ignored(
-                        "stale_timer",
-                        f"retry timer of a {ctl.controller.state} generation ignored",
-                        account,
-                        int(gen),
-                    )
-                out = ctl.controller.retry_due(now)
-                ctl.last_event_ms = now
-                return out
-        raise _Rejection("unknown_timer", f"no timer {key!r} was started by this engine")
+        if isinstance(timer, RetryTimer):
+            ctl = self._ctl(timer.account, timer.generation)
+            if ctl is None or ctl.state is not State.BACKOFF:
+                state = "forgotten" if ctl is None else ctl.state.value
+                return _ignored(
+                    "stale_timer",
+                    f"retry timer of a {state} generation ignored",
+                    timer.account,
+                    timer.generation,
+                )
+            ctl.event_ms = now
+            return ctl.retry_due(now)
+        return self._watchdog_due(timer, now)
+
+    def _watchdog_due(self, timer: WatchdogTimer, now: int) -> list[Effect]:
+        latest = self._latest.get(timer.account)
+        if latest is None:
+            raise Rejection("unknown_timer", f"no account {timer.account!r} has a watchdog")
+        self._check_attempt(latest, timer.attempt)
+        ctl: Controller | None = latest if latest.socket == timer.attempt else None
+        if ctl is None:
+            ctl = next(
+                (
+                    c
+                    for (a, _), c in self._older.items()
+                    if a == timer.account and c.socket == timer.attempt
+                ),
+                None,
+            )
+        if ctl is None or ctl.state is not State.OPEN or self.config.lifecycle.watchdog_ms is None:
+            return _ignored(
+                "stale_timer",
+                f"watchdog of socket {timer.attempt} ignored: it is not open",
+                timer.account,
+                None if ctl is None else ctl.generation,
+            )
+        return ctl.watchdog_due(now)
 
     # ------------------------------------------------------------------ health
 
@@ -439,11 +603,12 @@ class Engine:
         return self._health_check(now)
 
     def _health_check(self, now: int) -> list[Effect]:
-        assert self._health is not None
+        health = self._health
+        assert health is not None
         out: list[Effect] = []
         for account in sorted(self._watched):
-            ctl = self._ctls[(account, self._latest[account])]
-            decision = self._health.evaluate(self._snapshot(ctl), now)
+            ctl = self._latest[account]
+            decision = health.evaluate(self._snapshot(ctl), now)
             if decision.action is HealthAction.HEALTHY:
                 continue
             fields: dict[str, str | int | float | bool | None] = {
@@ -473,295 +638,125 @@ class Engine:
                     fields=fields,
                 )
             )
-            self._health.record_restart(account, now)
-            out += self._start(account, now)
+            health.record_restart(account, now)
+            out += self._on_start(Start(account=account), now)
         return out
 
-    def _snapshot(self, ctl: _Ctl) -> ControllerSnapshot:
-        c = ctl.controller
+    def _snapshot(self, ctl: Controller) -> ControllerSnapshot:
+        state = ctl.state
         return ControllerSnapshot(
-            account=c.account,
-            generation=c.generation,
-            state=c.state,
-            started_at_ms=c.started_at_ms if c.started_at_ms is not None else ctl.last_event_ms,
-            last_event_ms=ctl.last_event_ms,
-            opened_at_ms=c.opened_at_ms,
-            retry_at_ms=c.retry_at_ms,
-            attempt=c.attempt,
-            connecting_since_ms=c.last_change_ms if c.state == "connecting" else None,
+            account=ctl.account,
+            generation=ctl.generation,
+            state=state,
+            started_at_ms=ctl.started_at_ms if ctl.started_at_ms is not None else ctl.event_ms,
+            last_event_ms=ctl.event_ms,
+            opened_at_ms=ctl.opened_at_ms,
+            retry_at_ms=ctl.retry_at_ms,
+            retries=ctl.retries,
+            connecting_since_ms=ctl.last_change_ms if state is State.CONNECTING else None,
+            closing_since_ms=ctl.last_change_ms if state is State.CLOSING else None,
+            max_attempts=ctl.config.backoff.max_attempts,
         )
 
     # ----------------------------------------------------------------- mapping
 
     def _on_mapping(self, ev: MappingLearned, now: int) -> list[Effect]:
-        mapping = self._mapping = self._mapping.with_pair(ev.pn, ev.lid)
+        mapping = self._mapping.with_pair(ev.pn, ev.lid)
+        if mapping == self._mapping:
+            return []  # a pair already known changes nothing
+        self._mapping = mapping
         # Re-resolve every identity routing may compare: the new pair may fill a form.
-        for ctl in self._ctls.values():
+        for ctl in (*self._latest.values(), *self._older.values()):
             if ctl.identity is not None:
                 ctl.keys = identity_keys(resolve(ctl.identity, mapping))
-        for reply in self._replies.values():
-            reply.keys = identity_keys(resolve(reply.identity, mapping))
+        self._book.reresolve(mapping)
         out: list[Effect] = []
-        for account in list(self._waiting):
+        for account in self._book.waiting_accounts():
             out += self._wake(account, now)
         return out
 
     # ----------------------------------------------------------------- replies
 
     def _on_captured(self, ev: ReplyCaptured, now: int) -> list[Effect]:
-        if ev.reply_id in self._replies or ev.reply_id in self._ended:
-            raise _Rejection("duplicate_reply", f"reply {ev.reply_id!r} was already captured")
-        if ev.kind not in delivery.KINDS:
-            raise _Rejection(
-                "unknown_kind", f"kind {ev.kind!r} is not one of {sorted(delivery.KINDS)}"
-            )
+        self._book.check_new(ev.reply_id, ev.kind)
         ctl = self._ctl(ev.account, ev.generation)
+        if ctl is None:
+            raise Rejection(
+                "generation_forgotten",
+                f"generation {ev.generation} of {ev.account!r} is over and forgotten; "
+                "capture replies with a live generation",
+            )
         deadline = (
             ev.deadline_ms if ev.deadline_ms is not None else now + self.config.reply_deadline_ms
         )
-        if deadline <= now:
-            raise _Rejection("deadline_passed", f"deadline {deadline} is not after now ({now})")
+        if not now < deadline <= MAX_SAFE_INT:
+            raise Rejection(
+                "bad_deadline", f"deadline {deadline} is not in ({now}, {MAX_SAFE_INT}]"
+            )
         identity = resolve(ctl.last_identity or UNAUTHENTICATED, self._mapping)
-        reply = _Reply(ev, identity, deadline)
-        self._replies[ev.reply_id] = reply
-        return [
-            StartTimer(key=deadline_timer_key(ev.reply_id), deadline_ms=deadline),
-            Log(
-                level="debug",
-                code="reply_captured",
-                message=f"reply {ev.reply_id} captured for {ev.chat} ({ev.kind})",
-                account=ev.account,
-                generation=ev.generation,
-                fields={"identity": identity.describe(), "deadline_ms": deadline},
-            ),
-        ]
-
-    def _live_reply(self, reply_id: str) -> _Reply:
-        reply = self._replies.get(reply_id)
-        if reply is None:
-            code = "reply_ended" if reply_id in self._ended else "unknown_reply"
-            raise _Rejection(code, f"reply {reply_id!r} is {code.replace('_', ' ')}")
-        return reply
+        message_id = ev.message_id if ev.message_id is not None else ev.reply_id
+        out = self._book.capture(ev.reply_id, ctl, ev.chat, ev.kind, message_id, identity, deadline)
+        if ctl.state is State.OPEN:  # an inbound message was handled: the socket is busy
+            ctl.activity(now)
+            ctl.event_ms = now
+        return out
 
     def _on_ready(self, ev: ReplyReady, now: int) -> list[Effect]:
-        reply = self._live_reply(ev.reply_id)
-        if reply.state != delivery.PENDING:
-            raise _Rejection("reply_not_pending", f"reply {ev.reply_id!r} is already {reply.state}")
-        reply.payload = ev.payload
+        reply = self._book.ready(ev.reply_id, ev.payload)
         return self._route(reply, now)
 
-    def _view(self, account: str, generation: int | None) -> ControllerView | None:
-        if generation is None:
-            return None
-        ctl = self._ctls.get((account, generation))
-        if ctl is None:
-            return None
-        c = ctl.controller
-        return ControllerView(generation, c.state, c.has_socket, ctl.keys)
-
-    def _route(self, reply: _Reply, now: int) -> list[Effect]:
+    def _route(self, reply: Reply, now: int) -> list[Effect]:
         account = reply.account
-        route, generation = decide_route(
-            reply.keys,
-            self._view(account, reply.origin),
-            self._view(account, self._registry.current(account)),
-        )
+        current_gen = self._registry.current(account)
+        current = None if current_gen is None else self._find(account, current_gen)
+        route, generation = decide_route(reply.keys, reply.origin, current)
         kind = route.kind
-        if kind is RouteKind.WAIT:
-            reply.state = delivery.TABLE.next(reply.state, "hold")
-            self._waiting.setdefault(account, {})[reply.reply_id] = None
-            reason = route.reason(generation)
-            if reason == reply.wait_reason:
-                return []
-            reply.wait_reason = reason
-            return [
-                Log(
-                    level="info",
-                    code="reply_waiting",
-                    message=f"reply {reply.reply_id} waits: {reason}",
-                    account=account,
-                    generation=reply.origin,
-                )
-            ]
-        if kind is RouteKind.REFUSE:
-            reason = route.reason(generation)
-            if reply.io_ever_started:
-                # Nothing more goes out, but an earlier attempt may have arrived: say so.
-                reply.state = delivery.TABLE.next(reply.state, "refuse_unclear")
-                reason += "; an earlier transmission may have reached the receiver"
-                outcome = ReplyFailed(reply_id=reply.reply_id, outcome="unknown", reason=reason)
-                return self._end(reply, outcome)
-            reply.state = delivery.TABLE.next(reply.state, "refuse")
-            outcome = ReplyFailed(reply_id=reply.reply_id, outcome="refused", reason=reason)
-            return self._end(reply, outcome)
-        assert generation is not None  # ORIGIN and SUCCESSOR always name their generation
-        reply.state = delivery.TABLE.next(reply.state, "transmit")
-        self._unwait(reply)
-        reply.via = generation
-        reply.transmissions += 1
-        reply.sent_via.add(generation)
-        self._ctls[(account, generation)].in_flight.add(reply.reply_id)
-        return [
-            Log(
-                level="info",
-                code="reply_routed",
-                message=f"reply {reply.reply_id} -> {route.reason(generation)}",
-                account=account,
-                generation=generation,
-                fields={"route": kind.value, "attempt": reply.transmissions},
-            ),
-            Transmit(
-                reply_id=reply.reply_id,
-                account=account,
-                generation=generation,
-                message_id=reply.message_id,
-                chat=reply.chat,
-                kind=reply.kind,
-                payload=reply.payload,
-                attempt=reply.transmissions,
-            ),
-        ]
-
-    def _unwait(self, reply: _Reply) -> None:
-        waiting = self._waiting.get(reply.account)
-        if waiting is not None:
-            waiting.pop(reply.reply_id, None)
-            if not waiting:
-                del self._waiting[reply.account]
+        via = (
+            reply.origin
+            if kind is RouteKind.ORIGIN
+            else current
+            if kind is RouteKind.SUCCESSOR
+            else None
+        )
+        if via is not None:
+            via.event_ms = now  # a transmission is activity
+        return self._book.apply(reply, route, generation, via)
 
     def _wake(self, account: str, now: int) -> list[Effect]:
-        waiting = self._waiting.get(account)
-        if not waiting:
-            return []
         out: list[Effect] = []
-        for reply_id in list(waiting):
-            reply = self._replies[reply_id]
-            out += self._route(reply, now)
+        for reply in self._book.waiting(account):
+            if reply.state is ReplyState.WAITING:
+                out += self._route(reply, now)
         return out
 
-    def _end(
-        self, reply: _Reply, outcome: ReplyDelivered | ReplyFailed, acked_by: int | None = None
-    ) -> list[Effect]:
-        self._unwait(reply)
-        if reply.via is not None:
-            ctl = self._ctls.get((reply.account, reply.via))
-            if ctl is not None:
-                ctl.in_flight.discard(reply.reply_id)
-            reply.via = None
-        del self._replies[reply.reply_id]
-        self._ended[reply.reply_id] = (reply.state, frozenset(reply.sent_via), acked_by)
-        if len(self._ended) > self.config.remember_ended:
-            del self._ended[next(iter(self._ended))]
-        return [CancelTimer(key=deadline_timer_key(reply.reply_id)), outcome]
-
-    def _carried(
-        self, reply_id: str, generation: int, code: str
-    ) -> tuple[_Reply | None, tuple[str, frozenset[int], int | None] | None]:
-        """The live reply, or else its ended record, if ``generation`` ever transmitted it.
-
-        A fact about a transmission that never happened is rejected with ``code``.
-        """
-        reply = self._replies.get(reply_id)
-        ended = None if reply is not None else self._ended.get(reply_id)
-        if reply is not None:
-            carried = generation in reply.sent_via
-        else:
-            carried = ended is not None and generation in ended[1]
-        if not carried:
-            raise _Rejection(
-                code, f"reply {reply_id!r} was never transmitted via generation {generation}"
-            )
-        return reply, ended
+    def _lost(self, reply: Reply, io_started: bool, why: str, now: int) -> list[Effect]:
+        ended = self._book.lost(reply, io_started, why)
+        return self._route(reply, now) if ended is None else ended
 
     def _on_acked(self, ev: TransmitAcked, now: int) -> list[Effect]:
-        reply, ended = self._carried(ev.reply_id, ev.generation, "unexpected_ack")
-        if reply is None:
-            assert ended is not None  # _carried found the generation in the ended record
-            if ended[2] == ev.generation:
-                raise _Rejection(
-                    "duplicate_ack",
-                    f"reply {ev.reply_id!r} was already acked via generation {ev.generation}",
-                )
-            return _ignored(
-                "late_ack",
-                f"ack of reply {ev.reply_id} via generation {ev.generation} after it "
-                f"ended ({ended[0]}); the receiver deduplicates by message id",
-                None,
-                ev.generation,
-                level="warning",
-            )
-        reply.state = delivery.TABLE.next(reply.state, "ack")
-        via = "origin" if ev.generation == reply.origin else "successor"
-        delivered = ReplyDelivered(reply_id=reply.reply_id, generation=ev.generation, via=via)
-        return self._end(reply, delivered, acked_by=ev.generation)
-
-    def _on_failed(self, ev: TransmitFailed, now: int) -> list[Effect]:
-        reply, _ = self._carried(ev.reply_id, ev.generation, "unexpected_failure")
-        if reply is None or reply.via != ev.generation:
-            return _ignored(
-                "stale_failure",
-                f"failure of an earlier transmission of {ev.reply_id} ignored",
-                None,
-                ev.generation,
-            )
-        return self._lose(reply, ev.io_started, ev.error or "transmission failed", now)
-
-    def _lose_in_flight(self, ctl: _Ctl, why: str, now: int) -> list[Effect]:
-        out: list[Effect] = []
-        for reply_id in sorted(ctl.in_flight):
-            out += self._lose(self._replies[reply_id], True, why, now)
+        reply = self._book.get(ev.reply_id)
+        out = self._book.acked(ev.reply_id, ev.generation, ev.attempt)
+        ctl = None if reply is None else self._find(reply.account, ev.generation)
+        if ctl is not None and ctl.socket == ev.attempt and ctl.state is State.OPEN:
+            ctl.activity(now)  # the channel answered through this socket
+            ctl.event_ms = now
         return out
 
-    def _lose(self, reply: _Reply, io_started: bool, why: str, now: int) -> list[Effect]:
-        """A transmission ended without an ack: resend, wait, or end the reply."""
-        via = reply.via
-        assert via is not None
-        self._ctls[(reply.account, via)].in_flight.discard(reply.reply_id)
-        reply.via = None
-        reply.io_ever_started |= io_started
-        if io_started and reply.kind not in self.config.resendable_kinds:
-            reply.state = delivery.TABLE.next(reply.state, "lost_unresendable")
-            reason = (
-                f"transmission via generation {via} may have reached the receiver ({why}); "
-                f"{reply.kind} is never resent"
-            )
-            return self._end(
-                reply, ReplyFailed(reply_id=reply.reply_id, outcome="unknown", reason=reason)
-            )
-        if reply.transmissions >= self.config.max_transmissions:
-            if reply.io_ever_started:
-                reply.state = delivery.TABLE.next(reply.state, "lost_unresendable")
-                reason = (
-                    f"gave up after {reply.transmissions} transmissions ({why}); "
-                    "an earlier one may have arrived"
-                )
-                return self._end(
-                    reply, ReplyFailed(reply_id=reply.reply_id, outcome="unknown", reason=reason)
-                )
-            reply.state = delivery.TABLE.next(reply.state, "give_up")
-            reason = f"{reply.transmissions} transmissions failed before any I/O ({why})"
-            return self._end(
-                reply, ReplyFailed(reply_id=reply.reply_id, outcome="failed", reason=reason)
-            )
-        trigger = "lost_resendable" if io_started else "lost_before_io"
-        reply.state = delivery.TABLE.next(reply.state, trigger)
-        reply.wait_reason = ""
-        return self._route(reply, now)
+    def _on_failed(self, ev: TransmitFailed, now: int) -> list[Effect]:
+        lost = self._book.failed(ev.reply_id, ev.generation, ev.attempt, ev.io_started, ev.error)
+        if isinstance(lost, list):
+            return lost
+        return self._lost(lost, ev.io_started, ev.error or "transmission failed", now)
 
-    def _deadline(self, reply_id: str, now: int) -> list[Effect]:
-        reply = self._replies.get(reply_id)
-        if reply is None:
-            if reply_id in self._ended:
-                return []  # the cancel raced the timer; the reply ended already
-            raise _Rejection("unknown_timer", f"no reply {reply_id!r} has a deadline")
-        if reply.state == delivery.PENDING:
-            reply.state = delivery.TABLE.next(reply.state, "deadline")
-            why = "deadline passed before the reply was ready"
-            return self._end(reply, ReplyFailed(reply_id=reply_id, outcome="failed", reason=why))
-        if reply.state == delivery.IN_FLIGHT or reply.io_ever_started:
-            reply.state = delivery.TABLE.next(reply.state, "deadline_unclear")
-            why = "deadline passed; a transmission may have reached the receiver without an ack"
-            return self._end(reply, ReplyFailed(reply_id=reply_id, outcome="unknown", reason=why))
-        reply.state = delivery.TABLE.next(reply.state, "deadline")
-        why = f"deadline passed: {reply.wait_reason or 'no route'}"
-        return self._end(reply, ReplyFailed(reply_id=reply_id, outcome="failed", reason=why))
+    # ---------------------------------------------------------------- shutdown
+
+    def _on_shutdown(self, ev: Shutdown, now: int) -> list[Effect]:
+        out = self._book.shutdown(ev.reason)
+        for ctl in (*self._older.values(), *self._latest.values()):
+            if not ctl.is_terminal:
+                out += self._stop_ctl(ctl, ev.reason, now)
+        self._watched.clear()
+        if self._health_armed:
+            out.append(CancelTimer(timer=HEALTH))
+        self._shut_down = ev.reason
+        return out

@@ -8,19 +8,31 @@ from __future__ import annotations
 
 
 class HeirlineError(Exception):
-    """Base class of every error raised by heirline."""
+    """Base class of every error raised by heirline.
+
+    ``code`` is the stable snake_case name the engine answers with when this
+    error refuses an input (a ``Rejected`` effect); ``docs/protocol.md`` lists them.
+    """
+
+    code: str = "rejected"
 
 
 class JidError(HeirlineError, ValueError):
     """A JID (or E.164 number) is malformed, or is not usable where it was given."""
 
+    code = "bad_identity"
+
 
 class MappingConflictError(HeirlineError, ValueError):
     """Two PN<->LID pairs contradict each other (one LID claimed by two numbers, or the reverse)."""
 
+    code = "mapping_conflict"
+
 
 class ConfigError(HeirlineError, ValueError):
     """A policy or engine configuration value is out of range or inconsistent."""
+
+    code = "bad_config"
 
 
 class InvalidTransition(HeirlineError):
@@ -30,7 +42,10 @@ class InvalidTransition(HeirlineError):
     say which machine, in which state, rejected which input.
     """
 
+    code = "invalid_transition"
+
     def __init__(self, machine: str, state: str, trigger: str) -> None:
+        state, trigger = str(state), str(trigger)  # a StrEnum member reads as its value
         super().__init__(f"{machine}: input {trigger!r} is not accepted in state {state!r}")
         self.machine = machine
         self.state = state
@@ -39,3 +54,17 @@ class InvalidTransition(HeirlineError):
 
 class WireError(HeirlineError, ValueError):
     """A JSON message does not describe a valid event or effect; the message says which field."""
+
+    code = "bad_event"
+
+
+class Rejection(HeirlineError):
+    """The engine refuses one input before changing anything.
+
+    ``Engine.handle`` never raises it: it answers with a ``Rejected`` effect carrying
+    :attr:`code`, a stable snake_case name (listed in ``docs/protocol.md``).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # an instance attribute: each rejection names its own code

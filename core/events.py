@@ -1,27 +1,44 @@
 """Events: the facts an adapter reports to the engine.
 
-Each event is a small frozen, slotted dataclass. The current time is *not* part
-of an event: it is the second argument of ``Engine.handle(event, now)``, in
-integer milliseconds on whatever clock the host chooses (virtual in tests).
-Identity fields arrive as strings, exactly as the channel showed them; the
-engine parses them, so a malformed JID becomes an explicit error effect rather
-than a silent "no identity".
+Each event is a small immutable record (:func:`~heirline.core.message.message`).
+The current time is *not* part of an event: it is the second argument of
+``Engine.handle(event, now)``, in integer milliseconds on whatever clock the
+host chooses (virtual in tests). Identity fields arrive as strings, exactly as
+the channel showed them; the engine parses them, so a malformed JID becomes an
+explicit rejection rather than a silent "no identity".
+
+Sockets are named by ``attempt``: every ``OpenSocket`` carries a number unique
+within the account (it only grows), and every fact about that socket echoes
+it, so the engine tells a late fact about an older socket from a fact about
+the current one by comparing numbers, whatever order the transport used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
 from typing import ClassVar
 
+from heirline.core.message import message
+from heirline.core.timers import Timer
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+
+class ActivityKind(StrEnum):
+    """What an :class:`Activity` fact saw."""
+
+    FRAME = "frame"
+    """A transport frame (a keepalive, a receipt, any bytes): feeds the watchdog."""
+    INBOUND = "inbound"
+    """An inbound message was handled: feeds the watchdog and the health stale rule."""
+
+
+@message
 class Event:
     """Base class of every event. ``type`` is the tag used in the JSON form."""
 
     type: ClassVar[str] = "event"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Start(Event):
     """Start a new controller generation for ``account`` (it replaces the current one)."""
 
@@ -29,7 +46,7 @@ class Start(Event):
     account: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class Stop(Event):
     """The owner shuts controller ``generation`` of ``account`` down."""
 
@@ -39,9 +56,9 @@ class Stop(Event):
     reason: str = "owner"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class SocketOpened(Event):
-    """The controller's socket is open and logged in as this self identity.
+    """Socket ``attempt`` of the controller is open and logged in as this self identity.
 
     All three identity forms may be missing (an unauthenticated socket).
     """
@@ -49,47 +66,65 @@ class SocketOpened(Event):
     type: ClassVar[str] = "socket_opened"
     account: str
     generation: int
+    attempt: int
     pn: str | None = None
     lid: str | None = None
     e164: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class SocketClosed(Event):
-    """The controller's socket closed, with the channel's status code if it gave one."""
+    """Socket ``attempt`` closed, with the channel's status code if it gave one."""
 
     type: ClassVar[str] = "socket_closed"
     account: str
     generation: int
+    attempt: int
     status: int | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
+class Activity(Event):
+    """Socket ``attempt`` showed life: a transport frame, or an inbound message handled."""
+
+    type: ClassVar[str] = "activity"
+    account: str
+    generation: int
+    attempt: int
+    kind: ActivityKind = ActivityKind.FRAME
+
+
+@message
 class WatchdogSilence(Event):
-    """The adapter's watchdog saw no traffic on the socket for ``silent_ms``."""
+    """An adapter's own watchdog saw no traffic on socket ``attempt`` for ``silent_ms``.
+
+    The engine runs a watchdog of its own from :class:`Activity` facts; this
+    event is for hosts whose transport library already has one.
+    """
 
     type: ClassVar[str] = "watchdog_silence"
     account: str
     generation: int
+    attempt: int
     silent_ms: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class TimerFired(Event):
     """A deadline the engine asked for (``StartTimer``) has been reached."""
 
     type: ClassVar[str] = "timer_fired"
-    key: str
+    timer: Timer
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class HealthCheck(Event):
     """The host asks the health policy to evaluate every controller now."""
 
     type: ClassVar[str] = "health_check"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class MappingLearned(Event):
     """A phone-number JID and a LID belong to the same user (auth dir or live update)."""
 
@@ -98,7 +133,7 @@ class MappingLearned(Event):
     lid: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class ReplyCaptured(Event):
     """An inbound message was handled by ``generation``: capture the reply context.
 
@@ -119,7 +154,7 @@ class ReplyCaptured(Event):
     message_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class ReplyReady(Event):
     """The reply's content is ready: route it and send it."""
 
@@ -128,18 +163,19 @@ class ReplyReady(Event):
     payload: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class TransmitAcked(Event):
-    """The channel acknowledged the transmission of ``reply_id`` through ``generation``."""
+    """The channel acknowledged the transmission of ``reply_id`` through socket ``attempt``."""
 
     type: ClassVar[str] = "transmit_acked"
     reply_id: str
     generation: int
+    attempt: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@message
 class TransmitFailed(Event):
-    """A transmission did not complete.
+    """A transmission through socket ``attempt`` did not complete.
 
     ``io_started`` is false only when the adapter knows no byte left the
     process (for instance the socket was already closed); otherwise the
@@ -149,8 +185,37 @@ class TransmitFailed(Event):
     type: ClassVar[str] = "transmit_failed"
     reply_id: str
     generation: int
+    attempt: int
     io_started: bool
     error: str = ""
+
+
+@message
+class RegistryAnswer(Event):
+    """An external registry answered a ``RegisterRequest`` for ``generation`` of ``account``.
+
+    Only an engine built with an external registry (``EngineConfig.registry``)
+    asks; the in-memory registry answers within the same step. ``granted``
+    false means another owner holds the account (``reason`` says why).
+    """
+
+    type: ClassVar[str] = "registry_answer"
+    account: str
+    generation: int
+    granted: bool
+    reason: str = ""
+
+
+@message
+class Shutdown(Event):
+    """The host is going away: stop every controller and end every open reply, once.
+
+    A reply that never started I/O fails with ``reason``; one that may have
+    reached the receiver ends ``unknown``. The engine accepts nothing after it.
+    """
+
+    type: ClassVar[str] = "shutdown"
+    reason: str = "shutdown"
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -158,6 +223,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Stop,
     SocketOpened,
     SocketClosed,
+    Activity,
     WatchdogSilence,
     TimerFired,
     HealthCheck,
@@ -166,4 +232,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyReady,
     TransmitAcked,
     TransmitFailed,
+    RegistryAnswer,
+    Shutdown,
 )

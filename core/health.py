@@ -2,7 +2,8 @@
 
 Pure: time comes in as integer milliseconds, nothing is read from a clock. A
 :class:`HealthMonitor` keeps only per-account restart history (for cooldown
-and the restart-intensity limit), mutated in place by its owner.
+and the restart-intensity limit), mutated in place by its owner, and forgets
+an account's history once it can no longer affect a decision.
 
 What is wanted, from a snapshot (first match wins):
 
@@ -10,15 +11,22 @@ What is wanted, from a snapshot (first match wins):
 * ``logged_out`` / ``replaced`` / ``forbidden`` -> HOLD with that reason: a
   restart cannot fix them, and restarting on 440 is how two gateways fight;
 * ``exhausted`` -> restart GAVE_UP; ``stopped`` -> restart STOPPED;
-* ``open`` with no event for longer than ``stale_after_ms`` -> restart STALE;
+* ``open`` with no activity for longer than ``stale_after_ms`` -> restart STALE
+  (activity: inbound messages, captures, transmissions, acks -- a busy socket
+  is never stale);
 * any other state younger than ``connect_grace_ms`` -> HEALTHY (still starting);
-* ``attempt >= gave_up_attempts`` -> restart GAVE_UP;
+* ``retries >= gave_up_attempts``, only when the controller's own retry budget
+  is unknown (``max_attempts`` is ``None``) -> restart GAVE_UP; a controller
+  that knows its budget gives up by itself (``exhausted``), so the monitor
+  never cuts its remaining retries short;
 * ``connecting`` for longer than ``connect_grace_ms`` -> restart STUCK;
 * ``backoff`` / ``closing`` / ``idle`` -> restart DISCONNECTED.
 
 A wanted restart is then held (HOLD, same reason, detail says why) by, in this
-order: the monitor's start-up grace, the retry grace (DISCONNECTED only), the
-per-account cooldown, the restart-intensity limit. See ``docs/health.md``.
+order: the monitor's start-up grace, the retry grace (DISCONNECTED only: a
+retry of the controller's own due or overdue within the grace, or a close it
+asked for itself -- the watchdog's -- within the grace), the per-account
+cooldown, the restart-intensity limit. See ``docs/health.md``.
 """
 
 from __future__ import annotations
@@ -29,31 +37,21 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from heirline.core.errors import ConfigError, HeirlineError
+from heirline.core.lifecycle import State
 
-#: Controller states the lifecycle machine reports (plain strings).
-CONTROLLER_STATES: frozenset[str] = frozenset(
-    {
-        "idle",
-        "connecting",
-        "open",
-        "closing",
-        "backoff",
-        "logged_out",
-        "replaced",
-        "forbidden",
-        "exhausted",
-        "stopped",
-    }
-)
-_DISCONNECTED_STATES = frozenset({"backoff", "closing", "idle"})
+#: Controller states the lifecycle machine reports.
+CONTROLLER_STATES: frozenset[State] = frozenset(State)
+_DISCONNECTED_STATES = frozenset({State.BACKOFF, State.CLOSING, State.IDLE})
 
 
 class HealthInputError(HeirlineError, ValueError):
     """An input to the health policy is unusable.
 
-    A snapshot with an unknown state or a negative attempt count, or a restart
+    A snapshot with an unknown state or a negative retry count, or a restart
     recorded before the previous one of the same account (time went backwards).
     """
+
+    code = "bad_health_input"
 
 
 class HealthReason(StrEnum):
@@ -79,13 +77,13 @@ class HealthAction(StrEnum):
     HOLD = "hold"
 
 
-_NOT_RESTARTABLE: dict[str, tuple[HealthReason, str]] = {
-    "logged_out": (HealthReason.LOGGED_OUT, "logged out (401): relink the account"),
-    "replaced": (
+_NOT_RESTARTABLE: dict[State, tuple[HealthReason, str]] = {
+    State.LOGGED_OUT: (HealthReason.LOGGED_OUT, "logged out (401): relink the account"),
+    State.REPLACED: (
         HealthReason.REPLACED,
         "replaced (440): another session holds the account; restarting would fight it",
     ),
-    "forbidden": (HealthReason.FORBIDDEN, "forbidden (403): the account is barred"),
+    State.FORBIDDEN: (HealthReason.FORBIDDEN, "forbidden (403): the account is barred"),
 }
 
 
@@ -100,10 +98,13 @@ def _secs(ms: int) -> str:
 class HealthConfig:
     """Thresholds of the health policy; defaults are openclaw's monitor (times in ms).
 
-    ``retry_grace_ms``: a controller in backoff whose own retry is due within
-    this window is not torn down; ``None`` turns the grace off (openclaw's
-    behaviour, which reproduces the 114 ms incident). ``max_restarts=0`` makes
-    the monitor report only, never restart.
+    ``retry_grace_ms``: a controller in backoff whose own retry is due (or
+    overdue) within this window, or closing on its own watchdog's request for
+    less than this long, is not torn down; ``None`` turns the grace off
+    (openclaw's behaviour, which reproduces the 114 ms incident).
+    ``gave_up_attempts`` applies only to snapshots that do not say how many
+    retries the controller itself allows. ``max_restarts=0`` makes the monitor
+    report only, never restart.
     """
 
     check_interval_ms: int = 300_000
@@ -144,21 +145,26 @@ class HealthConfig:
 class ControllerSnapshot:
     """What the health policy sees of one controller generation (times in ms).
 
-    ``last_event_ms``: last traffic or fact seen for this controller.
+    ``last_event_ms``: last activity or lifecycle fact seen for this controller.
     ``connecting_since_ms``: when the current connect began (defaults to
     ``started_at_ms``). ``retry_at_ms``: when the controller's own retry is due
-    (backoff). ``expected``: whether the owner still wants the account running.
+    (backoff). ``closing_since_ms``: when the controller asked for its own
+    socket's close (the watchdog), while ``closing``. ``retries``: retries
+    spent; ``max_attempts``: how many the controller allows itself (``None``:
+    unknown). ``expected``: whether the owner still wants the account running.
     """
 
     account: str
     generation: int
-    state: str
+    state: State
     started_at_ms: int
     last_event_ms: int
     opened_at_ms: int | None = None
     retry_at_ms: int | None = None
-    attempt: int = 0
+    retries: int = 0
     connecting_since_ms: int | None = None
+    closing_since_ms: int | None = None
+    max_attempts: int | None = None
     expected: bool = True
 
     def __post_init__(self) -> None:
@@ -166,8 +172,8 @@ class ControllerSnapshot:
             raise HealthInputError(
                 f"snapshot of {self.account!r}: unknown controller state {self.state!r}"
             )
-        if self.attempt < 0:
-            raise HealthInputError(f"snapshot of {self.account!r}: attempt {self.attempt} < 0")
+        if self.retries < 0:
+            raise HealthInputError(f"snapshot of {self.account!r}: retries {self.retries} < 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,30 +270,30 @@ class HealthMonitor:
                 reason,
                 f"{detail}; a restart cannot fix this, so none is made",
             )
-        if state == "exhausted":
+        if state is State.EXHAUSTED:
             return HealthReason.GAVE_UP, "controller exhausted its reconnect attempts"
-        if state == "stopped":
+        if state is State.STOPPED:
             return HealthReason.STOPPED, "controller stopped while the account is expected"
-        if state == "open":
+        if state is State.OPEN:
             silent = now - snap.last_event_ms
             if silent > cfg.stale_after_ms:
                 return (
                     HealthReason.STALE,
-                    f"no event for {_secs(silent)}, over the {_secs(cfg.stale_after_ms)} limit",
+                    f"no activity for {_secs(silent)}, over the {_secs(cfg.stale_after_ms)} limit",
                 )
-            return healthy(f"open, last event {_secs(silent)} ago")
+            return healthy(f"open, last activity {_secs(silent)} ago")
         age = now - snap.started_at_ms
         if age <= cfg.connect_grace_ms:
             return healthy(
                 f"{state}, started {_secs(age)} ago, within the "
                 f"{_secs(cfg.connect_grace_ms)} connect grace"
             )
-        if snap.attempt >= cfg.gave_up_attempts:
+        if snap.max_attempts is None and snap.retries >= cfg.gave_up_attempts:
             return (
                 HealthReason.GAVE_UP,
-                f"{snap.attempt} reconnect attempts (gives up at {cfg.gave_up_attempts})",
+                f"{snap.retries} reconnect attempts (gives up at {cfg.gave_up_attempts})",
             )
-        if state == "connecting":
+        if state is State.CONNECTING:
             since = snap.connecting_since_ms
             took = now - (snap.started_at_ms if since is None else since)
             if took > cfg.connect_grace_ms:
@@ -310,17 +316,20 @@ class HealthMonitor:
                 f"{_secs(cfg.startup_grace_ms)} start-up grace"
             )
         grace = cfg.retry_grace_ms
-        if (
-            grace is not None
-            and reason is HealthReason.DISCONNECTED
-            and snap.state == "backoff"
-            and snap.retry_at_ms is not None
-        ):
-            due = snap.retry_at_ms - now
-            if 0 <= due <= grace:
-                return f"retry due in {_secs(due)}, within the {_secs(grace)} retry grace"
-            if -grace <= due < 0:
-                return f"retry overdue by {_secs(-due)}, within the {_secs(grace)} retry grace"
+        if grace is not None and reason is HealthReason.DISCONNECTED:
+            if snap.state is State.BACKOFF and snap.retry_at_ms is not None:
+                due = snap.retry_at_ms - now
+                if 0 <= due <= grace:
+                    return f"retry due in {_secs(due)}, within the {_secs(grace)} retry grace"
+                if -grace <= due < 0:
+                    return f"retry overdue by {_secs(-due)}, within the {_secs(grace)} retry grace"
+            if snap.state is State.CLOSING and snap.closing_since_ms is not None:
+                waited = now - snap.closing_since_ms
+                if 0 <= waited <= grace:
+                    return (
+                        f"closing its own silent socket for {_secs(waited)}, within the "
+                        f"{_secs(grace)} retry grace"
+                    )
         last = self._last.get(snap.account)
         if last is not None and now - last < cfg.cooldown_ms:
             return (

@@ -4,15 +4,23 @@
 :class:`Controller` runs it through the compiled flat table: each input is first
 classified (a close by the status policy and the retry count) into a
 fine-grained trigger, then the table says where it leads, and only then is the
-controller changed. An input the table does not accept raises
-:class:`~heirline.core.errors.InvalidTransition` and changes nothing; the
-engine decides what to do with late facts. Identities are kept by the engine,
-not here: the controller tracks the lifecycle only.
+controller changed, through :meth:`Controller._set_state`, the one place a
+state changes. An input the table does not accept raises
+:class:`~heirline.core.errors.InvalidTransition` and changes nothing.
+
+A controller opens many sockets over its life (one per connect or retry);
+each gets an ``attempt`` number from the account's counter, unique within the
+account, and facts about an older socket are recognised by that number. The
+controller also runs its socket's transport watchdog as a deadline: armed when
+the socket opens, re-armed lazily from activity, and a close with status 499
+when the socket stayed silent too long.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 from heirline.core.backoff import BackoffConfig, retry_delay_ms
 from heirline.core.effects import (
@@ -24,88 +32,96 @@ from heirline.core.effects import (
     OpenSocket,
     StartTimer,
 )
+from heirline.core.errors import ConfigError
+from heirline.core.identity import NO_KEYS, Keys, SelfIdentity
 from heirline.core.machine import MachineSpec, Transition
-from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, StatusPolicy
+from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, Status, StatusPolicy
+from heirline.core.timers import RetryTimer, WatchdogTimer
 
-IDLE = "idle"
-CONNECTING = "connecting"
-OPEN = "open"
-CLOSING = "closing"
-BACKOFF = "backoff"
-LOGGED_OUT = "logged_out"
-REPLACED = "replaced"
-FORBIDDEN = "forbidden"
-EXHAUSTED = "exhausted"
-STOPPED = "stopped"
 
-TERMINAL_STATES: frozenset[str] = frozenset({LOGGED_OUT, REPLACED, FORBIDDEN, EXHAUSTED, STOPPED})
+class State(StrEnum):
+    """Where a controller generation is in its life."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    BACKOFF = "backoff"
+    LOGGED_OUT = "logged_out"
+    REPLACED = "replaced"
+    FORBIDDEN = "forbidden"
+    EXHAUSTED = "exhausted"
+    STOPPED = "stopped"
+
+
+class Trigger(StrEnum):
+    """The classified inputs of the lifecycle machine."""
+
+    START = "start"
+    OPENED = "opened"
+    CLOSE_RETRY = "close_retry"
+    CLOSE_RECONNECT = "close_reconnect"
+    CLOSE_EXHAUSTED = "close_exhausted"
+    CLOSE_LOGGED_OUT = "close_logged_out"
+    CLOSE_REPLACED = "close_replaced"
+    CLOSE_FORBIDDEN = "close_forbidden"
+    RETRY_DUE = "retry_due"
+    WATCHDOG = "watchdog"
+    STOP = "stop"
+
+
+TERMINAL_STATES: frozenset[State] = frozenset(
+    {State.LOGGED_OUT, State.REPLACED, State.FORBIDDEN, State.EXHAUSTED, State.STOPPED}
+)
 """States a controller never leaves; its generation is over."""
 
-#: The close trigger for each policy action (``close_exhausted`` is chosen by the retry count).
-CLOSE_TRIGGERS: dict[CloseAction, str] = {
-    CloseAction.RETRY: "close_retry",
-    CloseAction.RECONNECT: "close_reconnect",
-    CloseAction.LOGGED_OUT: "close_logged_out",
-    CloseAction.REPLACED: "close_replaced",
-    CloseAction.FORBIDDEN: "close_forbidden",
-}
-CLOSE_EXHAUSTED = "close_exhausted"
+#: States in which the controller has a socket being connected, open, or being closed.
+SOCKET_STATES: frozenset[State] = frozenset({State.CONNECTING, State.OPEN, State.CLOSING})
 
-_CLOSE_DESTS = (
-    ("close_retry", BACKOFF),
-    ("close_reconnect", CONNECTING),
-    (CLOSE_EXHAUSTED, EXHAUSTED),
-    ("close_logged_out", LOGGED_OUT),
-    ("close_replaced", REPLACED),
-    ("close_forbidden", FORBIDDEN),
+#: The close trigger for each policy action (``CLOSE_EXHAUSTED`` is chosen by the retry count).
+CLOSE_TRIGGERS: dict[CloseAction, Trigger] = {
+    CloseAction.RETRY: Trigger.CLOSE_RETRY,
+    CloseAction.RECONNECT: Trigger.CLOSE_RECONNECT,
+    CloseAction.LOGGED_OUT: Trigger.CLOSE_LOGGED_OUT,
+    CloseAction.REPLACED: Trigger.CLOSE_REPLACED,
+    CloseAction.FORBIDDEN: Trigger.CLOSE_FORBIDDEN,
+}
+
+_CLOSE_DESTS: tuple[tuple[Trigger, State], ...] = (
+    (Trigger.CLOSE_RETRY, State.BACKOFF),
+    (Trigger.CLOSE_RECONNECT, State.CONNECTING),
+    (Trigger.CLOSE_EXHAUSTED, State.EXHAUSTED),
+    (Trigger.CLOSE_LOGGED_OUT, State.LOGGED_OUT),
+    (Trigger.CLOSE_REPLACED, State.REPLACED),
+    (Trigger.CLOSE_FORBIDDEN, State.FORBIDDEN),
 )
 
-LIFECYCLE = MachineSpec(
+#: The closes of a socket that never opened: all but ``close_reconnect``.
+_CLOSE_DESTS_UNOPENED = tuple(p for p in _CLOSE_DESTS if p[0] is not Trigger.CLOSE_RECONNECT)
+
+_T = Transition
+
+LIFECYCLE: MachineSpec[State, Trigger] = MachineSpec(
     name="lifecycle",
-    states=(
-        IDLE,
-        CONNECTING,
-        OPEN,
-        CLOSING,
-        BACKOFF,
-        LOGGED_OUT,
-        REPLACED,
-        FORBIDDEN,
-        EXHAUSTED,
-        STOPPED,
-    ),
-    initial=IDLE,
+    states=tuple(State),
+    initial=State.IDLE,
     terminal=TERMINAL_STATES,
-    triggers=(
-        "start",
-        "opened",
-        "close_retry",
-        "close_reconnect",
-        CLOSE_EXHAUSTED,
-        "close_logged_out",
-        "close_replaced",
-        "close_forbidden",
-        "retry_due",
-        "watchdog",
-        "stop",
-    ),
+    triggers=tuple(Trigger),
     transitions=(
-        Transition(IDLE, "start", CONNECTING),
-        Transition(CONNECTING, "opened", OPEN),
+        _T(State.IDLE, Trigger.START, State.CONNECTING),
+        _T(State.CONNECTING, Trigger.OPENED, State.OPEN),
         # A socket that never opened cannot be restarted at once (no close_reconnect):
         # a 515 there is classified as a retry, so a server that answers every connect
         # with 515 costs attempts instead of spinning the controller.
+        *(_T(State.CONNECTING, trigger, dest) for trigger, dest in _CLOSE_DESTS_UNOPENED),
+        *(_T(State.OPEN, trigger, dest) for trigger, dest in _CLOSE_DESTS),
+        _T(State.OPEN, Trigger.WATCHDOG, State.CLOSING),
+        *(_T(State.CLOSING, trigger, dest) for trigger, dest in _CLOSE_DESTS),
+        _T(State.BACKOFF, Trigger.RETRY_DUE, State.CONNECTING),
         *(
-            Transition(CONNECTING, trigger, dest)
-            for trigger, dest in _CLOSE_DESTS
-            if trigger != "close_reconnect"
+            _T(state, Trigger.STOP, State.STOPPED)
+            for state in (State.IDLE, State.CONNECTING, State.OPEN, State.CLOSING, State.BACKOFF)
         ),
-        *(Transition(OPEN, trigger, dest) for trigger, dest in _CLOSE_DESTS),
-        Transition(OPEN, "watchdog", CLOSING),
-        *(Transition(CLOSING, trigger, dest) for trigger, dest in _CLOSE_DESTS),
-        Transition(BACKOFF, "retry_due", CONNECTING),
-        *(Transition(state, "stop", STOPPED) for state in (IDLE, CONNECTING, OPEN, CLOSING)),
-        Transition(BACKOFF, "stop", STOPPED),
     ),
 )
 """The controller lifecycle, declared once (compiled for the hot path, rendered to docs)."""
@@ -116,15 +132,44 @@ _NEXT = _TABLE.next
 
 @dataclass(frozen=True, slots=True)
 class LifecycleConfig:
-    """Backoff and close policy for a controller (shared by all controllers of a deployment)."""
+    """Backoff, close policy and watchdog of the controllers of one deployment.
+
+    ``watchdog_ms``: an open socket with no activity (frame, inbound message,
+    ack) for this long is closed with status 499 and reconnects; ``None``
+    turns the engine's watchdog off (openclaw's transport watchdog: 5 min).
+    """
 
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     status_policy: StatusPolicy = DEFAULT_STATUS_POLICY
+    watchdog_ms: int | None = 300_000
+
+    def __post_init__(self) -> None:
+        w = self.watchdog_ms
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ConfigError(f"LifecycleConfig.watchdog_ms must be an int >= 1 or None, got {w!r}")
 
 
-def retry_timer_key(account: str, generation: int) -> str:
-    """The timer key of a controller's scheduled retry: ``retry/<account>/<generation>``."""
-    return f"retry/{account}/{generation}"
+@runtime_checkable
+class AttemptSource(Protocol):
+    """Where socket attempt numbers come from: one counter per account, only growing."""
+
+    def next_attempt(self) -> int:
+        """A fresh attempt number, larger than every one issued before for the account."""
+        ...
+
+
+class AttemptCounter:
+    """The simplest :class:`AttemptSource`: a counter starting at 1."""
+
+    __slots__ = ("last_attempt",)
+
+    def __init__(self, last_attempt: int = 0) -> None:
+        self.last_attempt = last_attempt
+
+    def next_attempt(self) -> int:
+        """The next attempt number (1, 2, 3, ...)."""
+        self.last_attempt += 1
+        return self.last_attempt
 
 
 def _status_text(status: int | None) -> str:
@@ -132,41 +177,70 @@ def _status_text(status: int | None) -> str:
 
 
 class Controller:
-    """The lifecycle of one controller generation; pure, mutated in place by its engine.
+    """One controller generation: its lifecycle, its socket and what the socket showed.
 
-    ``attempt`` is the number of retries spent since the last healthy
-    connection. Every method returns the effects to carry out, in order.
+    Pure, mutated in place by its engine; every method returns the effects to
+    carry out, in order. ``retries`` is the number of retries spent since the
+    last healthy connection; ``socket`` the attempt number of the socket being
+    connected, open or closed last (``None`` before the first). The identity
+    fields are the engine's: ``identity`` of the open socket, ``last_identity``
+    of the latest socket even after it closed (a reply captured just after a
+    close keeps the identity its message came through), ``keys`` the identity
+    resolved through the current mapping. ``activity_ms`` is the socket's last
+    sign of life (any activity: the watchdog), ``event_ms`` the last inbound
+    message, capture, transmission, ack or lifecycle fact (the health policy's
+    stale rule). ``refs`` counts the open replies that
+    name this generation (as origin or carrier): the engine forgets a
+    generation only once nothing refers to it.
     """
 
     __slots__ = (
         "account",
-        "attempt",
+        "activity_ms",
+        "attempts",
         "config",
+        "event_ms",
         "generation",
+        "identity",
+        "keys",
         "last_change_ms",
+        "last_identity",
         "last_status",
         "opened_at_ms",
+        "refs",
+        "retries",
         "retry_at_ms",
+        "socket",
         "started_at_ms",
         "state",
     )
 
-    def __init__(self, account: str, generation: int, config: LifecycleConfig) -> None:
+    def __init__(
+        self, account: str, generation: int, config: LifecycleConfig, attempts: AttemptSource
+    ) -> None:
         self.account = account
         self.generation = generation
         self.config = config
-        self.state: str = IDLE
-        self.attempt = 0
+        self.attempts = attempts
+        self.state = State.IDLE
+        self.retries = 0
+        self.socket: int | None = None
         self.started_at_ms: int | None = None
         self.opened_at_ms: int | None = None
         self.retry_at_ms: int | None = None
         self.last_status: int | None = None
         self.last_change_ms = 0
+        self.activity_ms = 0  # last sign of life of the current socket (watchdog)
+        self.event_ms = 0  # last activity or lifecycle fact (the health policy's stale rule)
+        self.identity: SelfIdentity | None = None
+        self.last_identity: SelfIdentity | None = None
+        self.keys: Keys = NO_KEYS
+        self.refs = 0
 
     def __repr__(self) -> str:
         return (
-            f"Controller({self.account!r}, gen={self.generation}, state={self.state!r}, "
-            f"attempt={self.attempt})"
+            f"Controller({self.account!r}, gen={self.generation}, state={self.state.value!r}, "
+            f"socket={self.socket}, retries={self.retries})"
         )
 
     @property
@@ -177,7 +251,20 @@ class Controller:
     @property
     def has_socket(self) -> bool:
         """Whether the controller has an open, usable socket."""
-        return self.state == OPEN
+        return self.state is State.OPEN
+
+    # ------------------------------------------------------------------ internals
+
+    def _set_state(self, trigger: Trigger, now: int) -> State:
+        """The one place a controller changes state: apply the table, record when.
+
+        Raises :class:`~heirline.core.errors.InvalidTransition` (changing
+        nothing) when ``trigger`` is not accepted in the current state.
+        """
+        before = self.state
+        self.state = _NEXT(before, trigger)
+        self.last_change_ms = now
+        return before
 
     def _log(self, level: str, code: str, message: str, **fields: LogValue) -> Log:
         return Log(
@@ -190,24 +277,55 @@ class Controller:
         )
 
     def _open(self) -> OpenSocket:
-        return OpenSocket(account=self.account, generation=self.generation)
+        attempt = self.attempts.next_attempt()
+        self.socket = attempt
+        return OpenSocket(account=self.account, generation=self.generation, attempt=attempt)
+
+    def _retry_timer(self) -> RetryTimer:
+        return RetryTimer(self.account, self.generation)
+
+    def _watchdog_timer(self) -> WatchdogTimer:
+        assert self.socket is not None
+        return WatchdogTimer(self.account, self.socket)
+
+    # ------------------------------------------------------------------ inputs
 
     def start(self, now: int) -> list[Effect]:
         """idle -> connecting: open the first socket."""
-        self.state = _NEXT(self.state, "start")
+        self._set_state(Trigger.START, now)
         self.started_at_ms = now
-        self.last_change_ms = now
         return [
             self._open(),
-            self._log("info", "lifecycle.connecting", "Connecting.", attempt=self.attempt),
+            self._log("info", "lifecycle.connecting", "Connecting.", retry=self.retries),
         ]
 
     def opened(self, now: int) -> list[Effect]:
-        """connecting -> open. The attempt count is reset at the next close if it was healthy."""
-        self.state = _NEXT(self.state, "opened")
+        """connecting -> open; arm the watchdog. The retry count resets at a healthy close."""
+        self._set_state(Trigger.OPENED, now)
         self.opened_at_ms = now
-        self.last_change_ms = now
-        return [self._log("info", "lifecycle.open", "Web connection open.", attempt=self.attempt)]
+        self.activity_ms = now
+        out: list[Effect] = []
+        if self.config.watchdog_ms is not None:
+            out.append(
+                StartTimer(timer=self._watchdog_timer(), deadline_ms=now + self.config.watchdog_ms)
+            )
+        out.append(self._log("info", "lifecycle.open", "Web connection open.", retry=self.retries))
+        return out
+
+    def activity(self, now: int) -> None:
+        """The open socket showed life: push the watchdog's deadline back (lazily)."""
+        if now > self.activity_ms:
+            self.activity_ms = now
+
+    def watchdog_due(self, now: int) -> list[Effect]:
+        """The watchdog timer fired: close a socket silent for too long, else re-arm it."""
+        limit = self.config.watchdog_ms
+        assert limit is not None
+        assert self.state is State.OPEN
+        silent = now - self.activity_ms
+        if silent < limit:
+            return [StartTimer(timer=self._watchdog_timer(), deadline_ms=self.activity_ms + limit)]
+        return self.watchdog(now, silent, fired=True)
 
     def closed(self, status: int | None, now: int, u: float) -> list[Effect]:
         """The socket closed with ``status``: back off, reconnect at once, or end.
@@ -215,108 +333,123 @@ class Controller:
         ``u`` in ``[0, 1)`` is the caller's random draw for the retry delay's jitter.
         """
         backoff = self.config.backoff
-        attempt = self.attempt
+        retries = self.retries
         opened_at = self.opened_at_ms
         if opened_at is not None and now - opened_at > backoff.healthy_after_ms:
-            attempt = 0
+            retries = 0
         decision = self.config.status_policy.decide(status)
         action = decision.action
-        if action is CloseAction.RECONNECT and self.state == CONNECTING:
+        if action is CloseAction.RECONNECT and self.state is State.CONNECTING:
             action = CloseAction.RETRY  # restart-required before the socket ever opened
         max_attempts = backoff.max_attempts
         if action is CloseAction.RETRY:
-            if attempt >= max_attempts:
-                trigger = CLOSE_EXHAUSTED
+            if retries >= max_attempts:
+                trigger = Trigger.CLOSE_EXHAUSTED
             else:
-                attempt += 1
-                trigger = "close_retry"
+                retries += 1
+                trigger = Trigger.CLOSE_RETRY
         else:
             trigger = CLOSE_TRIGGERS[action]
-        dest = _NEXT(self.state, trigger)
-        delay = retry_delay_ms(backoff, attempt, u) if trigger == "close_retry" else 0
-        # Accepted: only now change the controller.
-        self.state = dest
-        self.attempt = attempt
+        delay = retry_delay_ms(backoff, retries, u) if trigger is Trigger.CLOSE_RETRY else 0
+        was_open = self.state is State.OPEN
+        # Classified; the table accepts it or raises before anything changes.
+        self._set_state(trigger, now)
+        dest = self.state
+        self.retries = retries
         self.opened_at_ms = None
         self.last_status = status
-        self.last_change_ms = now
+        out: list[Effect] = []
+        if was_open and self.config.watchdog_ms is not None:
+            out.append(CancelTimer(timer=self._watchdog_timer()))
         what = _status_text(status)
-        if dest == BACKOFF:
+        if dest is State.BACKOFF:
             retry_at = now + delay
             self.retry_at_ms = retry_at
-            return [
-                StartTimer(
-                    key=retry_timer_key(self.account, self.generation), deadline_ms=retry_at
-                ),
+            out.append(StartTimer(timer=self._retry_timer(), deadline_ms=retry_at))
+            out.append(
                 self._log(
                     "warning",
                     "lifecycle.retry_scheduled",
                     f"Web connection closed ({what}). "
-                    f"Retry {attempt}/{max_attempts} in {delay / 1000:.2f}s…",
+                    f"Retry {retries}/{max_attempts} in {delay / 1000:.2f}s…",
                     status=status,
                     reason=decision.reason,
-                    attempt=attempt,
+                    retry=retries,
                     max_attempts=max_attempts,
                     delay_ms=delay,
-                ),
-            ]
-        if dest == CONNECTING:
-            return [
-                self._open(),
+                )
+            )
+            return out
+        if dest is State.CONNECTING:
+            out.append(self._open())
+            out.append(
                 self._log(
                     "info",
                     "lifecycle.reconnect",
                     f"Web connection closed ({what}): {decision.reason}. Reconnecting now.",
                     status=status,
                     reason=decision.reason,
-                    attempt=attempt,
-                ),
-            ]
-        if dest == EXHAUSTED:
+                    retry=retries,
+                )
+            )
+            return out
+        if dest is State.EXHAUSTED:
             message = (
-                f"Web connection closed ({what}). Giving up after {attempt}/{max_attempts} retries."
+                f"Web connection closed ({what}). Giving up after {retries}/{max_attempts} retries."
             )
         else:
             message = f"Web connection closed ({what}): {decision.reason}. Not reconnecting."
-        return [
+        out.append(
             self._log(
                 "error",
-                f"lifecycle.{dest}",
+                f"lifecycle.{dest.value}",
                 message,
                 status=status,
                 reason=decision.reason,
-                attempt=attempt,
+                retry=retries,
                 max_attempts=max_attempts,
             )
-        ]
+        )
+        return out
 
     def retry_due(self, now: int) -> list[Effect]:
         """backoff -> connecting: the scheduled retry is due, open a fresh socket."""
-        self.state = _NEXT(self.state, "retry_due")
+        self._set_state(Trigger.RETRY_DUE, now)
         self.retry_at_ms = None
-        self.last_change_ms = now
         max_attempts = self.config.backoff.max_attempts
         return [
             self._open(),
             self._log(
                 "info",
                 "lifecycle.retrying",
-                f"Retry {self.attempt}/{max_attempts}: connecting.",
-                attempt=self.attempt,
+                f"Retry {self.retries}/{max_attempts}: connecting.",
+                retry=self.retries,
                 max_attempts=max_attempts,
             ),
         ]
 
-    def watchdog(self, now: int, silent_ms: int | None = None) -> list[Effect]:
-        """open -> closing: the socket went silent; ask for a close with status 499."""
-        self.state = _NEXT(self.state, "watchdog")
-        self.last_change_ms = now
+    def watchdog(self, now: int, silent_ms: int | None = None, fired: bool = False) -> list[Effect]:
+        """open -> closing: the socket went silent; ask for a close with status 499.
+
+        ``fired``: the engine's own watchdog timer is what fired (so there is none to cancel);
+        otherwise an adapter's watchdog reported the silence and the engine's timer is cancelled.
+        """
+        self._set_state(Trigger.WATCHDOG, now)
         reason = "watchdog: no traffic"
         if silent_ms is not None:
             reason = f"watchdog: no traffic for {silent_ms} ms"
+        assert self.socket is not None
+        out: list[Effect] = []
+        if not fired and self.config.watchdog_ms is not None:
+            out.append(CancelTimer(timer=self._watchdog_timer()))
         return [
+            *out,
             CloseSocket(
-                account=self.account, generation=self.generation, status=499, reason=reason
+                account=self.account,
+                generation=self.generation,
+                attempt=self.socket,
+                status=Status.WATCHDOG,
+                reason=reason,
             ),
             self._log("warning", "lifecycle.watchdog", f"Closing: {reason}.", silent_ms=silent_ms),
         ]
@@ -324,20 +457,31 @@ class Controller:
     def stop(self, reason: str, now: int) -> list[Effect]:
         """Any non-terminal state -> stopped: cancel the retry, close the socket, say why."""
         before = self.state
-        self.state = _NEXT(before, "stop")
-        self.last_change_ms = now
+        self._set_state(Trigger.STOP, now)
         effects: list[Effect] = []
-        if before == BACKOFF:
-            effects.append(CancelTimer(key=retry_timer_key(self.account, self.generation)))
+        if before is State.BACKOFF:
+            effects.append(CancelTimer(timer=self._retry_timer()))
             self.retry_at_ms = None
-        elif before != IDLE:
+        elif before is not State.IDLE:
+            assert self.socket is not None
+            if before is State.OPEN and self.config.watchdog_ms is not None:
+                effects.append(CancelTimer(timer=self._watchdog_timer()))
             effects.append(
-                CloseSocket(account=self.account, generation=self.generation, reason=reason)
+                CloseSocket(
+                    account=self.account,
+                    generation=self.generation,
+                    attempt=self.socket,
+                    reason=reason,
+                )
             )
         self.opened_at_ms = None
         effects.append(
             self._log(
-                "info", "lifecycle.stopped", f"Stopped: {reason}.", reason=reason, state=before
+                "info",
+                "lifecycle.stopped",
+                f"Stopped: {reason}.",
+                reason=reason,
+                state=before.value,
             )
         )
         return effects

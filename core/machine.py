@@ -1,50 +1,53 @@
 """Machines declared once, as data.
 
-A :class:`MachineSpec` lists states, triggers and transitions. From that one
-declaration heirline derives:
-
-* :meth:`MachineSpec.compile` -- a flat ``state -> trigger -> dest`` table, the
-  hot path the engine runs (two dict lookups per input);
-* :meth:`MachineSpec.oracle` -- a ``transitions.Machine`` built from the same
-  data (``auto_transitions=False``), used by tests as the reference oracle;
-* :meth:`MachineSpec.mermaid` -- the ``stateDiagram-v2`` text checked into ``docs/``.
+A :class:`MachineSpec` lists typed states, triggers and transitions (each a
+``StrEnum`` member, so a typo is a type error). From that one declaration
+heirline derives :meth:`MachineSpec.compile`, a flat ``state -> trigger ->
+dest`` table: the hot path the engine runs (two dict lookups per input).
 
 Guards are not hidden in callbacks: the pure code that owns a machine first
 classifies an input (for instance a socket close by its status policy) into a
 fine-grained trigger, then the table says where that trigger leads. Every
 (state, trigger) pair is therefore either one declared transition or an
 :class:`~heirline.core.errors.InvalidTransition`.
+
+The declaration is plain data on purpose: the tests check it against a
+hand-written table and a ``transitions`` machine built from that table, and
+``heirline.adapters.diagrams`` renders it with ``transitions``; the core itself
+imports neither.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transitions import Machine
-from transitions.extensions.diagrams import GraphMachine
+from enum import StrEnum
+from typing import Generic, TypeVar
 
 from heirline.core.errors import InvalidTransition
 
+S = TypeVar("S", bound=StrEnum)
+T = TypeVar("T", bound=StrEnum)
+
 
 @dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(Generic[S, T]):
     """One declared edge: in ``source``, input ``trigger`` leads to ``dest``."""
 
-    source: str
-    trigger: str
-    dest: str
+    source: S
+    trigger: T
+    dest: S
 
 
 @dataclass(frozen=True, slots=True)
-class MachineSpec:
+class MachineSpec(Generic[S, T]):
     """The single declaration of a machine; validated on construction."""
 
     name: str
-    states: tuple[str, ...]
-    initial: str
-    terminal: frozenset[str]
-    triggers: tuple[str, ...]
-    transitions: tuple[Transition, ...]
+    states: tuple[S, ...]
+    initial: S
+    terminal: frozenset[S]
+    triggers: tuple[T, ...]
+    transitions: tuple[Transition[S, T], ...]
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -56,7 +59,7 @@ class MachineSpec:
         if self.initial not in known:
             problems.append(f"initial state {self.initial!r} is not declared")
         problems.extend(f"terminal state {s!r} is not declared" for s in self.terminal - known)
-        seen: set[tuple[str, str]] = set()
+        seen: set[tuple[S, T]] = set()
         for t in self.transitions:
             for role, state in (("source", t.source), ("dest", t.dest)):
                 if state not in known:
@@ -71,61 +74,34 @@ class MachineSpec:
         if problems:
             raise ValueError(f"machine {self.name!r} is ill-formed: " + "; ".join(problems))
 
-    def compile(self) -> CompiledMachine:
+    def compile(self) -> CompiledMachine[S, T]:
         """The flat table the engine runs."""
-        table: dict[str, dict[str, str]] = {state: {} for state in self.states}
+        table: dict[S, dict[T, S]] = {state: {} for state in self.states}
         for t in self.transitions:
             table[t.source][t.trigger] = t.dest
         return CompiledMachine(self.name, table)
 
-    def pairs(self) -> list[tuple[str, str]]:
+    def pairs(self) -> list[tuple[S, T]]:
         """Every (state, trigger) pair, declared or not: the exhaustive test space."""
         return [(s, t) for s in self.states for t in self.triggers]
 
-    def oracle(self, state: str | None = None) -> Machine:
-        """A ``transitions.Machine`` built from this declaration (reference oracle)."""
-        return Machine(
-            states=list(self.states),
-            transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in self.transitions
-            ],
-            initial=self.initial if state is None else state,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-        )
 
-    def mermaid(self) -> str:
-        """The ``stateDiagram-v2`` rendering, via ``transitions``' mermaid GraphMachine."""
-        machine = GraphMachine(
-            states=list(self.states),
-            transitions=[
-                {"trigger": t.trigger, "source": t.source, "dest": t.dest} for t in self.transitions
-            ],
-            initial=self.initial,
-            auto_transitions=False,
-            graph_engine="mermaid",
-            title=self.name,
-        )
-        text: str = machine.get_graph().draw(None)
-        return text.rstrip() + "\n"
-
-
-class CompiledMachine:
+class CompiledMachine(Generic[S, T]):
     """A machine as a nested dict: ``table[state][trigger] -> dest``."""
 
     __slots__ = ("name", "table")
 
-    def __init__(self, name: str, table: dict[str, dict[str, str]]) -> None:
+    def __init__(self, name: str, table: dict[S, dict[T, S]]) -> None:
         self.name = name
         self.table = table
 
-    def next(self, state: str, trigger: str) -> str:
+    def next(self, state: S, trigger: T) -> S:
         """The destination of ``trigger`` in ``state``; raise :class:`InvalidTransition` if none."""
         try:
             return self.table[state][trigger]
         except KeyError:
             raise InvalidTransition(self.name, state, trigger) from None
 
-    def accepts(self, state: str, trigger: str) -> bool:
+    def accepts(self, state: S, trigger: T) -> bool:
         """Whether ``trigger`` is declared in ``state``."""
         return trigger in self.table.get(state, {})

@@ -11,10 +11,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
 from heirline.core.errors import ConfigError
+
+
+class Status(IntEnum):
+    """The close codes heirline knows by name: Baileys' ``DisconnectReason`` and the watchdog's.
+
+    A close may carry any other integer too (it falls to :attr:`StatusPolicy.unknown`);
+    the names are for code that means one of these. Wire values are the plain numbers.
+    """
+
+    LOGGED_OUT = 401
+    """Baileys ``loggedOut``: the credentials are no longer valid."""
+    FORBIDDEN = 403
+    """Baileys ``forbidden``: the account is barred."""
+    CONNECTION_LOST = 408
+    """Baileys ``connectionLost`` (also ``timedOut``): the link dropped."""
+    MULTIDEVICE_MISMATCH = 411
+    """Baileys ``multideviceMismatch``: relink required."""
+    CONNECTION_CLOSED = 428
+    """Baileys ``connectionClosed``: also what a send on a closed socket fails with."""
+    CONNECTION_REPLACED = 440
+    """Baileys ``connectionReplaced``: another client took the session."""
+    WATCHDOG = 499
+    """heirline's (and openclaw's) watchdog close: the socket went silent."""
+    BAD_SESSION = 500
+    """Baileys ``badSession``: bad session or stream error."""
+    UNAVAILABLE_SERVICE = 503
+    """Baileys ``unavailableService``."""
+    RESTART_REQUIRED = 515
+    """Baileys ``restartRequired``: reconnect at once (after pairing, for instance)."""
 
 
 class CloseAction(StrEnum):
@@ -77,16 +106,20 @@ _RETRY = CloseAction.RETRY
 
 DEFAULT_STATUS_POLICY = StatusPolicy(
     by_status={
-        401: CloseDecision(CloseAction.LOGGED_OUT, "logged out"),
-        403: CloseDecision(CloseAction.FORBIDDEN, "forbidden"),
-        408: CloseDecision(_RETRY, "connection lost"),
-        411: CloseDecision(CloseAction.LOGGED_OUT, "multi-device mismatch: relink required"),
-        428: CloseDecision(_RETRY, "connection closed"),
-        440: CloseDecision(CloseAction.REPLACED, "connection replaced by another client"),
-        499: CloseDecision(_RETRY, "closed by the watchdog"),
-        500: CloseDecision(_RETRY, "bad session or stream error"),
-        503: CloseDecision(_RETRY, "service unavailable"),
-        515: CloseDecision(CloseAction.RECONNECT, "restart required"),
+        Status.LOGGED_OUT: CloseDecision(CloseAction.LOGGED_OUT, "logged out"),
+        Status.FORBIDDEN: CloseDecision(CloseAction.FORBIDDEN, "forbidden"),
+        Status.CONNECTION_LOST: CloseDecision(_RETRY, "connection lost"),
+        Status.MULTIDEVICE_MISMATCH: CloseDecision(
+            CloseAction.LOGGED_OUT, "multi-device mismatch: relink required"
+        ),
+        Status.CONNECTION_CLOSED: CloseDecision(_RETRY, "connection closed"),
+        Status.CONNECTION_REPLACED: CloseDecision(
+            CloseAction.REPLACED, "connection replaced by another client"
+        ),
+        Status.WATCHDOG: CloseDecision(_RETRY, "closed by the watchdog"),
+        Status.BAD_SESSION: CloseDecision(_RETRY, "bad session or stream error"),
+        Status.UNAVAILABLE_SERVICE: CloseDecision(_RETRY, "service unavailable"),
+        Status.RESTART_REQUIRED: CloseDecision(CloseAction.RECONNECT, "restart required"),
     },
     no_status=CloseDecision(_RETRY, "closed without a status"),
     unknown=CloseDecision(_RETRY, "unknown status"),

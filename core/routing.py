@@ -16,7 +16,7 @@ and the human reason is assembled only when someone reads it.
 # No `from __future__ import annotations` here: beartype resolves NamedTuple field hints
 # at run time, and postponed (string) annotations of a NamedTuple cannot be resolved.
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol, runtime_checkable
 
 from heirline.core.identity import NO_KEYS, VERDICTS, Keys, Verdict, VerdictKind, verdict_index
 
@@ -31,13 +31,34 @@ class RouteKind(StrEnum):
 
 
 class ControllerView(NamedTuple):
-    """What routing needs to know about one controller generation."""
+    """What routing needs to know about one controller generation (a plain-value form).
+
+    :class:`~heirline.core.lifecycle.Controller` has the same attributes, so the
+    engine passes its controllers as they are; tests and hosts may pass these.
+    """
 
     generation: int
     state: str
     has_socket: bool
     #: Resolved identity keys of its current socket; ``NO_KEYS`` when not logged in.
     keys: Keys = NO_KEYS
+
+
+@runtime_checkable
+class View(Protocol):
+    """The attributes :func:`decide_route` reads of a controller."""
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def has_socket(self) -> bool: ...
+
+    @property
+    def keys(self) -> Keys: ...
 
 
 class Route(NamedTuple):
@@ -93,9 +114,7 @@ _NO_SUCCESSOR: Final = Route(RouteKind.WAIT, "no successor registered yet")
 _MAY_COME_BACK: Final = frozenset({"idle", "connecting", "closing", "backoff"})
 
 
-def decide_route(
-    origin_keys: Keys, origin: ControllerView | None, current: ControllerView | None
-) -> Decision:
+def decide_route(origin_keys: Keys, origin: View | None, current: View | None) -> Decision:
     """Decide where a reply captured with identity ``origin_keys`` may go now.
 
     ``origin`` is the capturing generation (``None`` once it is forgotten),
@@ -121,7 +140,7 @@ def decide_route(
     return _NO_SUCCESSOR, None
 
 
-def _through(role: str, view: ControllerView, origin_keys: Keys) -> Decision:
+def _through(role: str, view: View, origin_keys: Keys) -> Decision:
     keys = view.keys
     if keys == NO_KEYS:
         return _NOT_AUTHENTICATED[role], view.generation

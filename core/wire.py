@@ -5,11 +5,17 @@ annotations are read once into a small field table, which drives encoding,
 strict decoding (wrong type, missing or unknown field -> :class:`WireError`
 naming the field) and the generated schema. Nothing here does I/O; turning
 the dicts into bytes is the adapter's job.
+
+Two field kinds have a JSON form of their own, encoded here and only here: a
+timer identity is a string key (:func:`timer_key`: ``health``,
+``retry/<account>/<generation>``, ``watchdog/<account>/<attempt>``,
+``deadline/<reply_id>``), and an enumeration is its value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Mapping
@@ -18,6 +24,15 @@ from typing import Final, TypeVar
 from heirline.core.effects import EFFECT_TYPES, Effect
 from heirline.core.errors import WireError
 from heirline.core.events import EVENT_TYPES, Event
+from heirline.core.timers import (
+    HEALTH,
+    TIMER_TYPES,
+    DeadlineTimer,
+    HealthTimer,
+    RetryTimer,
+    Timer,
+    WatchdogTimer,
+)
 
 #: A JSON value. Kept non-recursive: beartype cannot check recursive aliases yet.
 JsonValue = object
@@ -27,12 +42,49 @@ M = TypeVar("M", Event, Effect)
 _SCALARS: Final = (str, int, float, bool)
 
 
+def timer_key(timer: Timer) -> str:
+    """The string form of a timer identity."""
+    if isinstance(timer, RetryTimer):
+        return f"retry/{timer.account}/{timer.generation}"
+    if isinstance(timer, WatchdogTimer):
+        return f"watchdog/{timer.account}/{timer.attempt}"
+    if isinstance(timer, DeadlineTimer):
+        return f"deadline/{timer.reply_id}"
+    return timer.kind
+
+
+def _key_number(key: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 16:
+        raise WireError(f"timer key {key!r}: {text!r} is not a positive decimal number")
+    return int(text)
+
+
+def parse_timer_key(key: str) -> Timer:
+    """The timer identity a string key names; :class:`WireError` if it names none."""
+    if key == HealthTimer.kind:
+        return HEALTH
+    kind, sep, rest = key.partition("/")
+    if sep and rest:
+        if kind == DeadlineTimer.kind:
+            return DeadlineTimer(rest)
+        if kind in (RetryTimer.kind, WatchdogTimer.kind):
+            account, sep, number = rest.rpartition("/")
+            if sep and account:
+                n = _key_number(key, number)
+                return (
+                    RetryTimer(account, n) if kind == RetryTimer.kind else WatchdogTimer(account, n)
+                )
+    kinds = ", ".join(f"{t.kind}/..." if t is not HealthTimer else t.kind for t in TIMER_TYPES)
+    raise WireError(f"timer key {key!r} names no timer (known forms: {kinds})")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Field:
     name: str
     kinds: tuple[type, ...]  # allowed scalar types; dict for a mapping of scalars
     optional: bool  # None allowed
     required: bool  # no default
+    codec: str = ""  # "timer": a timer key string; "enum": the value of ``kinds[0]``
 
 
 def _field_table(cls: type) -> tuple[_Field, ...]:
@@ -43,6 +95,11 @@ def _field_table(cls: type) -> tuple[_Field, ...]:
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
         origin_args = tuple(typing.get_origin(a) or a for a in args)
         kinds = tuple(a for a in origin_args if a is not type(None))
+        codec = ""
+        if set(kinds) == set(TIMER_TYPES):
+            codec, kinds = "timer", (str,)
+        elif len(kinds) == 1 and issubclass(kinds[0], enum.Enum):
+            codec = "enum"
         table.append(
             _Field(
                 name=f.name,
@@ -50,6 +107,7 @@ def _field_table(cls: type) -> tuple[_Field, ...]:
                 optional=type(None) in origin_args,
                 required=f.default is dataclasses.MISSING
                 and f.default_factory is dataclasses.MISSING,
+                codec=codec,
             )
         )
     return tuple(table)
@@ -67,6 +125,10 @@ def encode(message: Event | Effect) -> dict[str, JsonValue]:
     out: dict[str, JsonValue] = {"type": message.type}
     for f in _FIELDS[type(message)]:
         value = getattr(message, f.name)
+        if f.codec == "timer":
+            value = timer_key(value)
+        elif isinstance(value, enum.Enum):
+            value = value.value
         out[f.name] = dict(value) if isinstance(value, dict) else value
     return out
 
@@ -83,6 +145,15 @@ def _check(cls: type, f: _Field, value: object) -> object:
         ):
             raise WireError(f"{where}: expected an object of scalars, got {value!r}")
         return dict(value)
+    if f.codec == "enum":
+        allowed = [m.value for m in typing.cast(type[enum.Enum], f.kinds[0])]
+        if not isinstance(value, str) or value not in allowed:
+            raise WireError(f"{where}: expected one of {allowed}, got {value!r}")
+        return f.kinds[0](value)
+    if f.codec == "timer":
+        if not isinstance(value, str):
+            raise WireError(f"{where}: expected a timer key string, got {value!r}")
+        return parse_timer_key(value)
     # bool is an int in Python; JSON keeps them apart and so do we.
     if isinstance(value, bool) != (bool in f.kinds) or not isinstance(value, f.kinds):
         names = " or ".join(k.__name__ for k in f.kinds)
@@ -136,10 +207,21 @@ def message_schema(cls: type[Event] | type[Effect]) -> dict[str, JsonValue]:
     props: dict[str, JsonValue] = {"type": {"const": cls.type}}
     required: list[JsonValue] = ["type"]
     for f in _FIELDS[cls]:
+        if f.codec == "enum":
+            members = typing.cast(type[enum.Enum], f.kinds[0])
+            props[f.name] = {"enum": [m.value for m in members]}
+            if f.required:
+                required.append(f.name)
+            continue
         names: list[JsonValue] = [_SCHEMA_TYPES[k] for k in f.kinds]
         if f.optional:
             names.append("null")
         prop: dict[str, JsonValue] = {"type": names[0] if len(names) == 1 else names}
+        if f.codec == "timer":
+            prop["description"] = (
+                "a timer key: health, retry/<account>/<generation>, "
+                "watchdog/<account>/<attempt> or deadline/<reply_id>"
+            )
         if dict in f.kinds:
             prop["additionalProperties"] = {"type": ["string", "number", "boolean", "null"]}
         props[f.name] = prop

@@ -1,0 +1,393 @@
+"""The reply book: every open reply, who waits, what is in flight, and what ended.
+
+The book owns the delivery policy: given the route the engine decided, it
+fires the reply's trigger and says what to do (transmit, wait, end with which
+outcome and reason); it judges acks and failures against what was really
+sent; it ends replies at their deadline and at shutdown, exactly once. It
+knows controllers only as the objects a reply holds (its origin, and the one
+its transmission is in flight through), and tells its owner through
+``release`` when a controller is no longer named by any open reply, so the
+owner can forget a generation nothing refers to.
+
+Ended replies are remembered (a bounded FIFO of ``remember_ended`` entries) so
+a late ack is told from a bogus one.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from heirline.core.delivery import KINDS, EndedReply, Reply, ReplyState, ReplyTrigger
+from heirline.core.effects import (
+    CancelTimer,
+    Effect,
+    Log,
+    ReplyDelivered,
+    ReplyFailed,
+    StartTimer,
+    Transmit,
+)
+from heirline.core.errors import Rejection
+from heirline.core.identity import LidMapping, SelfIdentity, identity_keys, resolve
+from heirline.core.lifecycle import Controller
+from heirline.core.routing import Route, RouteKind
+from heirline.core.timers import DeadlineTimer
+
+_G = ReplyTrigger
+
+
+def _ignored(code: str, message: str, generation: int, level: str = "debug") -> list[Effect]:
+    """A late or raced fact that changes nothing: say so, and do nothing else."""
+    return [Log(level=level, code=code, message=message, generation=generation)]
+
+
+class ReplyBook:
+    """Open replies, the waiting index, the in-flight index and the memory of ended replies."""
+
+    __slots__ = (
+        "_ended",
+        "_flight",
+        "_open",
+        "_release",
+        "_waiting",
+        "max_transmissions",
+        "remember_ended",
+        "resendable_kinds",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_transmissions: int,
+        resendable_kinds: frozenset[str],
+        remember_ended: int,
+        release: Callable[[Controller], None],
+    ) -> None:
+        self.max_transmissions = max_transmissions
+        self.resendable_kinds = resendable_kinds
+        self.remember_ended = remember_ended
+        self._release = release
+        self._open: dict[str, Reply] = {}
+        self._waiting: dict[str, dict[str, Reply]] = {}  # account -> ordered waiting replies
+        self._flight: dict[tuple[str, int], dict[str, Reply]] = {}  # (account, attempt) -> replies
+        self._ended: OrderedDict[str, EndedReply] = OrderedDict()
+
+    # ------------------------------------------------------------------ queries
+
+    def get(self, reply_id: str) -> Reply | None:
+        """The open reply ``reply_id``, or ``None``."""
+        return self._open.get(reply_id)
+
+    def ended(self, reply_id: str) -> EndedReply | None:
+        """What is remembered of an ended reply, or ``None`` (never captured, or forgotten)."""
+        return self._ended.get(reply_id)
+
+    def open_ids(self) -> tuple[str, ...]:
+        """Ids of every open reply, in capture order."""
+        return tuple(self._open)
+
+    def in_flight(self) -> dict[str, int]:
+        """Reply id -> generation, for every reply with a transmission awaiting its ack."""
+        return {r.reply_id: r.via.generation for r in self._open.values() if r.via is not None}
+
+    def waiting(self, account: str) -> list[Reply]:
+        """The replies of ``account`` waiting for a route, in the order they started waiting."""
+        waiting = self._waiting.get(account)
+        return [] if waiting is None else list(waiting.values())
+
+    def waiting_accounts(self) -> list[str]:
+        """Accounts with at least one waiting reply."""
+        return list(self._waiting)
+
+    def through(self, account: str, attempt: int) -> list[Reply]:
+        """The replies in flight through socket ``attempt`` of ``account``, by reply id."""
+        flight = self._flight.get((account, attempt))
+        return [] if flight is None else [flight[rid] for rid in sorted(flight)]
+
+    def open_replies(self) -> Iterable[Reply]:
+        """Every open reply (do not end replies while iterating)."""
+        return self._open.values()
+
+    # ------------------------------------------------------------------ capture
+
+    def check_new(self, reply_id: str, kind: str) -> None:
+        """Reject a capture that can never be accepted (before the engine looks further)."""
+        if reply_id in self._open or reply_id in self._ended:
+            raise Rejection("duplicate_reply", f"reply {reply_id!r} was already captured")
+        if kind not in KINDS:
+            raise Rejection("unknown_kind", f"kind {kind!r} is not one of {sorted(KINDS)}")
+
+    def capture(
+        self,
+        reply_id: str,
+        origin: Controller,
+        chat: str,
+        kind: str,
+        message_id: str,
+        identity: SelfIdentity,
+        deadline_ms: int,
+    ) -> list[Effect]:
+        """Open a reply captured by ``origin`` with ``identity`` (already resolved)."""
+        reply = Reply(reply_id, origin, chat, kind, message_id, identity, deadline_ms)
+        self._open[reply_id] = reply
+        origin.refs += 1
+        return [
+            StartTimer(timer=DeadlineTimer(reply_id), deadline_ms=deadline_ms),
+            Log(
+                level="debug",
+                code="reply_captured",
+                message=f"reply {reply_id} captured for {chat} ({kind})",
+                account=origin.account,
+                generation=origin.generation,
+                fields={"identity": identity.describe(), "deadline_ms": deadline_ms},
+            ),
+        ]
+
+    def live(self, reply_id: str) -> Reply:
+        """The open reply ``reply_id``; a :class:`Rejection` if it ended or never existed."""
+        reply = self._open.get(reply_id)
+        if reply is None:
+            code = "reply_ended" if reply_id in self._ended else "unknown_reply"
+            raise Rejection(code, f"reply {reply_id!r} is {code.replace('_', ' ')}")
+        return reply
+
+    def ready(self, reply_id: str, payload: str) -> Reply:
+        """The reply's content is ready; it must still be pending."""
+        reply = self.live(reply_id)
+        if reply.state is not ReplyState.PENDING:
+            raise Rejection(
+                "reply_not_pending", f"reply {reply_id!r} is already {reply.state.value}"
+            )
+        reply.payload = payload
+        return reply
+
+    def reresolve(self, mapping: LidMapping) -> None:
+        """Re-resolve every open reply's captured identity through a new mapping."""
+        for reply in self._open.values():
+            reply.keys = identity_keys(resolve(reply.identity, mapping))
+
+    # ------------------------------------------------------------------ routing
+
+    def apply(
+        self, reply: Reply, route: Route, generation: int | None, via: Controller | None
+    ) -> list[Effect]:
+        """Carry out one routing decision for ``reply``; ``via``: the controller to send through."""
+        kind = route.kind
+        if kind is RouteKind.WAIT:
+            reply._set_state(_G.HOLD)
+            self._waiting.setdefault(reply.account, {})[reply.reply_id] = reply
+            reason = route.reason(generation)
+            if reason == reply.wait_reason:
+                return []
+            reply.wait_reason = reason
+            return [
+                Log(
+                    level="info",
+                    code="reply_waiting",
+                    message=f"reply {reply.reply_id} waits: {reason}",
+                    account=reply.account,
+                    generation=reply.origin.generation,
+                )
+            ]
+        if kind is RouteKind.REFUSE:
+            reason = route.reason(generation)
+            if reply.io_ever_started:
+                # Nothing more goes out, but an earlier attempt may have arrived: say so.
+                reply._set_state(_G.REFUSE_UNCLEAR)
+                reason += "; an earlier transmission may have reached the receiver"
+                return self._end(reply, "unknown", reason)
+            reply._set_state(_G.REFUSE)
+            return self._end(reply, "refused", reason)
+        assert via is not None  # ORIGIN and SUCCESSOR name a controller with an open socket
+        assert via.socket is not None
+        reply._set_state(_G.TRANSMIT)
+        self._unwait(reply)
+        attempt = via.socket
+        reply.via = via
+        reply.via_attempt = attempt
+        reply.transmissions += 1
+        reply.sent[attempt] = via.generation
+        via.refs += 1
+        self._flight.setdefault((reply.account, attempt), {})[reply.reply_id] = reply
+        return [
+            Log(
+                level="info",
+                code="reply_routed",
+                message=f"reply {reply.reply_id} -> {route.reason(generation)}",
+                account=reply.account,
+                generation=via.generation,
+                fields={"route": kind.value, "transmission": reply.transmissions},
+            ),
+            Transmit(
+                reply_id=reply.reply_id,
+                account=reply.account,
+                generation=via.generation,
+                attempt=attempt,
+                message_id=reply.message_id,
+                chat=reply.chat,
+                kind=reply.kind,
+                payload=reply.payload,
+                transmission=reply.transmissions,
+            ),
+        ]
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _carried(
+        self, reply_id: str, generation: int, attempt: int, code: str
+    ) -> tuple[Reply | None, EndedReply | None]:
+        """The live reply, or else its ended record, if socket ``attempt`` ever carried it.
+
+        A fact about a transmission that never happened is rejected with ``code``.
+        """
+        reply = self._open.get(reply_id)
+        ended = None if reply is not None else self._ended.get(reply_id)
+        sent = reply.sent if reply is not None else (ended.sent if ended is not None else {})
+        if sent.get(attempt) != generation:
+            raise Rejection(
+                code,
+                f"reply {reply_id!r} was never transmitted through socket {attempt} "
+                f"of generation {generation}",
+            )
+        return reply, ended
+
+    def acked(self, reply_id: str, generation: int, attempt: int) -> list[Effect]:
+        """The channel acknowledged a transmission of ``reply_id`` through socket ``attempt``."""
+        reply, ended = self._carried(reply_id, generation, attempt, "unexpected_ack")
+        if reply is None:
+            assert ended is not None  # _carried found the socket in the ended record
+            if ended.acked_attempt == attempt:
+                raise Rejection(
+                    "duplicate_ack",
+                    f"reply {reply_id!r} was already acked through socket {attempt}",
+                )
+            return _ignored(
+                "late_ack",
+                f"ack of reply {reply_id} through socket {attempt} after it ended "
+                f"({ended.state.value}); the receiver deduplicates by message id",
+                generation,
+                level="warning",
+            )
+        reply._set_state(_G.ACK)
+        via = "origin" if generation == reply.origin.generation else "successor"
+        delivered = ReplyDelivered(reply_id=reply_id, generation=generation, via=via)
+        return self._finish(reply, delivered, acked_attempt=attempt)
+
+    def failed(
+        self, reply_id: str, generation: int, attempt: int, io_started: bool, error: str
+    ) -> Reply | list[Effect]:
+        """A transmission failed: the reply to lose (``lost``), or what to do if it was stale."""
+        reply, _ = self._carried(reply_id, generation, attempt, "unexpected_failure")
+        if reply is None or reply.via_attempt != attempt:
+            return _ignored(
+                "stale_failure",
+                f"failure of an earlier transmission of {reply_id} ignored",
+                generation,
+            )
+        return reply
+
+    def lost(self, reply: Reply, io_started: bool, why: str) -> list[Effect] | None:
+        """A transmission ended without an ack: the effects of ending the reply, or ``None``.
+
+        ``None`` means the reply waits again and must be routed anew.
+        """
+        via = reply.via
+        assert via is not None
+        self._land(reply)
+        reply.io_ever_started |= io_started
+        if io_started and reply.kind not in self.resendable_kinds:
+            reply._set_state(_G.LOST_UNRESENDABLE)
+            reason = (
+                f"transmission via generation {via.generation} may have reached the receiver "
+                f"({why}); {reply.kind} is never resent"
+            )
+            return self._end(reply, "unknown", reason)
+        if reply.transmissions >= self.max_transmissions:
+            if reply.io_ever_started:
+                reply._set_state(_G.LOST_UNRESENDABLE)
+                reason = (
+                    f"gave up after {reply.transmissions} transmissions ({why}); "
+                    "an earlier one may have arrived"
+                )
+                return self._end(reply, "unknown", reason)
+            reply._set_state(_G.GIVE_UP)
+            reason = f"{reply.transmissions} transmissions failed before any I/O ({why})"
+            return self._end(reply, "failed", reason)
+        reply._set_state(_G.LOST_RESENDABLE if io_started else _G.LOST_BEFORE_IO)
+        reply.wait_reason = ""
+        return None
+
+    def deadline(self, reply_id: str) -> list[Effect]:
+        """The reply's deadline timer fired: end it if it is still open."""
+        reply = self._open.get(reply_id)
+        if reply is None:
+            if reply_id in self._ended:
+                return []  # the cancel raced the timer; the reply ended already
+            raise Rejection("unknown_timer", f"no reply {reply_id!r} has a deadline")
+        if reply.state is ReplyState.PENDING:
+            reply._set_state(_G.DEADLINE)
+            return self._end(reply, "failed", "deadline passed before the reply was ready")
+        if reply.state is ReplyState.IN_FLIGHT or reply.io_ever_started:
+            reply._set_state(_G.DEADLINE_UNCLEAR)
+            why = "deadline passed; a transmission may have reached the receiver without an ack"
+            return self._end(reply, "unknown", why)
+        reply._set_state(_G.DEADLINE)
+        return self._end(reply, "failed", f"deadline passed: {reply.wait_reason or 'no route'}")
+
+    def shutdown(self, reason: str) -> list[Effect]:
+        """End every open reply: failed if no I/O ever started, unknown if it may have."""
+        out: list[Effect] = []
+        for reply in list(self._open.values()):
+            if reply.state is ReplyState.IN_FLIGHT or reply.io_ever_started:
+                reply._set_state(_G.SHUTDOWN_UNCLEAR)
+                why = f"{reason}; a transmission may have reached the receiver without an ack"
+                out += self._end(reply, "unknown", why)
+            else:
+                reply._set_state(_G.SHUTDOWN)
+                out += self._end(reply, "failed", f"{reason} before the reply was sent")
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _unwait(self, reply: Reply) -> None:
+        waiting = self._waiting.get(reply.account)
+        if waiting is not None and waiting.pop(reply.reply_id, None) is not None and not waiting:
+            del self._waiting[reply.account]
+
+    def _land(self, reply: Reply) -> None:
+        """The reply's transmission is no longer in flight: drop it from the index, release."""
+        via, attempt = reply.via, reply.via_attempt
+        if via is None or attempt is None:
+            return
+        key = (reply.account, attempt)
+        flight = self._flight.get(key)
+        if flight is not None:
+            flight.pop(reply.reply_id, None)
+            if not flight:
+                del self._flight[key]
+        reply.via = None
+        reply.via_attempt = None
+        via.refs -= 1
+        if via.refs == 0:
+            self._release(via)
+
+    def _end(self, reply: Reply, outcome: str, reason: str) -> list[Effect]:
+        failed = ReplyFailed(reply_id=reply.reply_id, outcome=outcome, reason=reason)
+        return self._finish(reply, failed, acked_attempt=None)
+
+    def _finish(
+        self, reply: Reply, outcome: ReplyDelivered | ReplyFailed, acked_attempt: int | None
+    ) -> list[Effect]:
+        self._unwait(reply)
+        self._land(reply)
+        del self._open[reply.reply_id]
+        ended = self._ended
+        ended[reply.reply_id] = EndedReply(reply.state, reply.sent, acked_attempt)
+        if len(ended) > self.remember_ended:
+            ended.popitem(last=False)
+        origin = reply.origin
+        origin.refs -= 1
+        if origin.refs == 0:
+            self._release(origin)
+        return [CancelTimer(timer=DeadlineTimer(reply.reply_id)), outcome]
