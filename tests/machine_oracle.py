@@ -11,8 +11,10 @@ a third-party implementation of what that table means.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import ast
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -103,3 +105,48 @@ def check_pair(table: CompiledMachine[S, T], oracle: Oracle, state: S, trigger: 
     else:
         assert table.next(state, trigger) == expected
         assert table.accepts(state, trigger)
+
+
+def state_assignments(path: Path) -> set[str]:
+    """Where a Python module assigns an attribute named ``state``: ``Class.method`` names.
+
+    Plain, annotated, augmented and unpacking assignments count, and so do
+    ``setattr(x, "state", ...)`` and ``object.__setattr__(x, "state", ...)``.
+    """
+    found: set[str] = set()
+
+    def targets(node: ast.expr) -> Iterator[ast.expr]:
+        if isinstance(node, ast.Tuple | ast.List):
+            for element in node.elts:
+                yield from targets(element)
+        elif isinstance(node, ast.Starred):
+            yield from targets(node.value)
+        else:
+            yield node
+
+    def visit(node: ast.AST, scope: tuple[str, ...]) -> None:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            scope = (*scope, node.name)
+        assigned: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            assigned = [t for target in node.targets for t in targets(target)]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            assigned = list(targets(node.target))
+        for target in assigned:
+            if isinstance(target, ast.Attribute) and target.attr == "state":
+                found.add(".".join(scope) or "<module>")
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            args = node.args
+            if (
+                name in ("setattr", "object.__setattr__")
+                and len(args) >= 2
+                and isinstance(args[1], ast.Constant)
+                and args[1].value == "state"
+            ):
+                found.add(".".join(scope) or "<module>")
+        for child in ast.iter_child_nodes(node):
+            visit(child, scope)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), ())
+    return found
