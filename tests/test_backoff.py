@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heirline.core.backoff import BackoffConfig, retry_delay_ms
-from heirline.core.effects import Log, StartTimer
+from heirline.core.effects import Log, OpenSocket, StartTimer
 from heirline.core.errors import ConfigError
-from heirline.core.lifecycle import Controller, LifecycleConfig
+from heirline.core.lifecycle import AttemptCounter, Controller, LifecycleConfig, State
+from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, Status
+from heirline.core.timers import RetryTimer
 
 DEFAULT = BackoffConfig()
 U = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
@@ -129,38 +131,73 @@ def test_bad_config_is_a_clear_error_naming_field_and_value(
 # -- retry count and reset rule, through the controller ------------------------------------
 
 
-def _retries_until_exhausted(max_attempts: int, status: int = 408) -> int:
-    """Start, then close every connection (never opening) until the controller gives up."""
+def _retries_until_ended(
+    max_attempts: int, status: int | None = 408, open_for_ms: int | None = None
+) -> tuple[int, State]:
+    """Start, then close every connection until the controller ends: (retries, final state).
+
+    ``open_for_ms``: each socket opens and stays open this long before it closes
+    (``None``: it never opens).
+    """
     config = LifecycleConfig(backoff=BackoffConfig(max_attempts=max_attempts))
-    controller = Controller("acct", 1, config)
+    controller = Controller("acct", 1, config, AttemptCounter())
     controller.start(0)
     retries = 0
     now = 0
-    while True:
+    for _ in range(max_attempts + 2):  # bounded: one more close than the budget, and a spare
         now += 10
+        if open_for_ms is not None:
+            controller.opened(now)
+            now += open_for_ms
         effects = controller.closed(status, now, 0.5)
-        timers = [e for e in effects if isinstance(e, StartTimer)]
-        if not timers:
+        if controller.is_terminal:
+            assert not any(isinstance(e, StartTimer | OpenSocket) for e in effects)
             break
         retries += 1
-        now = timers[0].deadline_ms
+        assert controller.retries == retries
+        delay = retry_delay_ms(config.backoff, retries, 0.5)
+        timers = [e for e in effects if isinstance(e, StartTimer)]
+        assert timers == [StartTimer(timer=RetryTimer("acct", 1), deadline_ms=now + delay)]
+        now += delay
         controller.retry_due(now)
-    assert controller.state == "exhausted"
-    return retries
+    return retries, controller.state
 
 
 def test_exactly_twelve_retries_by_default_not_eleven() -> None:
     # openclaw's `attempts >= max` check gives up after 11 of 12; this would catch it.
-    assert _retries_until_exhausted(12) == 12
+    assert _retries_until_ended(12) == (12, State.EXHAUSTED)
 
 
-@given(st.integers(min_value=0, max_value=20), st.sampled_from([408, 428, 499, 500, 503, None]))
+def test_exactly_twelve_retries_when_every_socket_opens_and_flaps() -> None:
+    # Open for 59 s (less than healthy_after_ms) each time: the count is never reset.
+    assert _retries_until_ended(12, 408, open_for_ms=59_000) == (12, State.EXHAUSTED)
+    assert _retries_until_ended(12, Status.WATCHDOG, open_for_ms=1_000) == (12, State.EXHAUSTED)
+
+
+#: Statuses a close of a socket that never opened retries on (515 included: it never opened).
+RETRIED = [None, 408, 428, 499, 500, 503, 515, 777]
+TERMINAL = {401: State.LOGGED_OUT, 403: State.FORBIDDEN, 411: State.LOGGED_OUT, 440: State.REPLACED}
+
+
+@given(st.integers(min_value=0, max_value=20), st.sampled_from([*RETRIED, *Status]))
 def test_exactly_n_retries_for_max_attempts_n(n: int, status: int | None) -> None:
-    assert _retries_until_exhausted(n, status) == n  # type: ignore[arg-type]
+    if status in TERMINAL:
+        assert _retries_until_ended(n, status) == (0, TERMINAL[status])
+    else:
+        assert _retries_until_ended(n, status) == (n, State.EXHAUSTED)
+
+
+def test_every_named_status_is_either_retried_or_terminal() -> None:
+    assert {int(s) for s in Status} == (set(RETRIED) - {None, 777}) | set(TERMINAL)
+    for status in RETRIED:
+        action = DEFAULT_STATUS_POLICY.decide(status).action
+        assert action in (CloseAction.RETRY, CloseAction.RECONNECT)
 
 
 def test_the_last_retry_is_announced_as_n_of_n_and_exhaustion_says_so() -> None:
-    controller = Controller("a", 1, LifecycleConfig(backoff=BackoffConfig(max_attempts=2)))
+    controller = Controller(
+        "a", 1, LifecycleConfig(backoff=BackoffConfig(max_attempts=2)), AttemptCounter()
+    )
     controller.start(0)
     messages: list[str] = []
     for now in (100, 20_000, 40_000):
@@ -175,60 +212,60 @@ def test_the_last_retry_is_announced_as_n_of_n_and_exhaustion_says_so() -> None:
     ]
 
 
-def _controller_with_attempts(spent: int, healthy_after_ms: int = 60_000) -> Controller:
+def _controller_with_retries(spent: int, healthy_after_ms: int = 60_000) -> Controller:
     config = LifecycleConfig(backoff=BackoffConfig(healthy_after_ms=healthy_after_ms))
-    controller = Controller("a", 1, config)
+    controller = Controller("a", 1, config, AttemptCounter())
     controller.start(0)
     now = 0
     for _ in range(spent):
         controller.closed(408, now, 0.0)
         now = controller.retry_at_ms or 0
         controller.retry_due(now)
-    assert controller.attempt == spent
+    assert controller.retries == spent
     return controller
 
 
 def test_open_longer_than_healthy_period_resets_the_attempts() -> None:
-    controller = _controller_with_attempts(5)
+    controller = _controller_with_retries(5)
     controller.opened(1_000_000)
     effects = controller.closed(408, 1_000_000 + 60_001, 0.0)
-    assert controller.attempt == 1
-    assert isinstance(effects[0], StartTimer)
-    assert effects[0].deadline_ms == 1_060_001 + 2000
+    assert controller.retries == 1
+    timers = [e for e in effects if isinstance(e, StartTimer)]
+    assert timers == [StartTimer(timer=RetryTimer("a", 1), deadline_ms=1_060_001 + 2000)]
 
 
 def test_open_exactly_the_healthy_period_does_not_reset() -> None:
-    controller = _controller_with_attempts(5)
+    controller = _controller_with_retries(5)
     controller.opened(1_000_000)
     controller.closed(408, 1_000_000 + 60_000, 0.0)
-    assert controller.attempt == 6
+    assert controller.retries == 6
 
 
 def test_open_shorter_than_healthy_period_keeps_counting() -> None:
-    controller = _controller_with_attempts(5)
+    controller = _controller_with_retries(5)
     controller.opened(1_000_000)
     controller.closed(408, 1_000_000 + 59_000, 0.0)
-    assert controller.attempt == 6
+    assert controller.retries == 6
 
 
 def test_a_healthy_connection_resets_even_a_spent_budget() -> None:
-    controller = _controller_with_attempts(12)
+    controller = _controller_with_retries(12)
     controller.opened(1_000_000)
     controller.closed(408, 1_000_000 + 120_000, 0.0)
     assert controller.state == "backoff"
-    assert controller.attempt == 1
+    assert controller.retries == 1
 
 
 def test_an_unhealthy_connection_with_a_spent_budget_is_exhausted() -> None:
-    controller = _controller_with_attempts(12)
+    controller = _controller_with_retries(12)
     controller.opened(1_000_000)
     controller.closed(408, 1_000_000 + 1_000, 0.0)
     assert controller.state == "exhausted"
-    assert controller.attempt == 12
+    assert controller.retries == 12
 
 
 def test_reconnect_515_does_not_spend_an_attempt() -> None:
-    controller = _controller_with_attempts(3)
+    controller = _controller_with_retries(3)
     controller.opened(1_000_000)
     controller.closed(515, 1_000_100, 0.0)
-    assert (controller.state, controller.attempt) == ("connecting", 3)
+    assert (controller.state, controller.retries) == ("connecting", 3)
