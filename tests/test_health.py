@@ -1,4 +1,5 @@
-"""The health policy: each reason, graces, cooldown, intensity and the 114 ms incident."""
+"""The health policy: each rule at its exact boundary (a hand-written decision table), the
+graces, cooldown, intensity, forgetting, the 114 ms incident, and a reference model."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from heirline.core.effects import CloseSocket, Effect, Log
+from heirline.core.engine import Engine, EngineConfig
 from heirline.core.errors import ConfigError
+from heirline.core.events import HealthCheck, SocketOpened, Start, TimerFired
 from heirline.core.health import (
     CONTROLLER_STATES,
     ControllerSnapshot,
@@ -21,16 +25,24 @@ from heirline.core.health import (
     HealthMonitor,
     HealthReason,
 )
+from heirline.core.lifecycle import LifecycleConfig, State
+from heirline.core.timers import WatchdogTimer
 
 DEFAULT = HealthConfig()
 BOOT = 0  # the monitor starts here
 NOW = 10_000_000  # long after every start-up grace
 OLD = NOW - 1_000_000  # a controller generation started long before NOW
+STALE = DEFAULT.stale_after_ms
+CONNECT = DEFAULT.connect_grace_ms
+GRACE = 30_000  # DEFAULT.retry_grace_ms
+GAVE_UP = DEFAULT.gave_up_attempts
+
+H, R, HOLD = HealthAction.HEALTHY, HealthAction.RESTART, HealthAction.HOLD
 
 
 def snap(state: str, account: str = "acct", **kw: Any) -> ControllerSnapshot:
     """An old controller of ``account`` in ``state``, last seen just now."""
-    base = ControllerSnapshot(account, 1, state, started_at_ms=OLD, last_event_ms=NOW)
+    base = ControllerSnapshot(account, 1, State(state), started_at_ms=OLD, last_event_ms=NOW)
     return dataclasses.replace(base, **kw)
 
 
@@ -42,94 +54,279 @@ def decide(s: ControllerSnapshot, now: int = NOW, **kw: Any) -> HealthDecision:
     return monitor(**kw).evaluate(s, now)
 
 
-# --- each reason -------------------------------------------------------------------------
+def test_the_defaults_are_openclaws() -> None:
+    assert dataclasses.astuple(DEFAULT) == (
+        300_000,
+        60_000,
+        120_000,
+        1_800_000,
+        600_000,
+        10,
+        3_600_000,
+        10,
+        30_000,
+    )
 
 
-def test_open_with_recent_traffic_is_healthy() -> None:
-    d = decide(snap("open", last_event_ms=NOW - 5_000))
-    assert d == HealthDecision(HealthAction.HEALTHY, "acct", 1, None, "open, last event 5s ago")
+# --- the decisions, written out by hand ----------------------------------------------------
+
+_CANNOT = "; a restart cannot fix this, so none is made"
+
+#: (state, snapshot fields, config overrides) -> (action, reason, detail), one rule per row,
+#: each at or one past its boundary. The monitor started long ago; no restart history.
+DECISIONS: list[tuple[str, dict[str, Any], dict[str, Any], HealthAction, str | None, str]] = [
+    # not expected: nothing to restart, whatever the state
+    (
+        "exhausted",
+        {"expected": False},
+        {},
+        H,
+        None,
+        "account is not expected to run; nothing to restart",
+    ),
+    # a restart cannot fix these: held, never restarted
+    (
+        "logged_out",
+        {"retries": 50},
+        {},
+        HOLD,
+        "logged-out",
+        "logged out (401): relink the account" + _CANNOT,
+    ),
+    (
+        "replaced",
+        {},
+        {},
+        HOLD,
+        "replaced",
+        "replaced (440): another session holds the account; restarting would fight it" + _CANNOT,
+    ),
+    ("forbidden", {}, {}, HOLD, "forbidden", "forbidden (403): the account is barred" + _CANNOT),
+    ("exhausted", {}, {}, R, "gave-up", "controller exhausted its reconnect attempts"),
+    ("stopped", {}, {}, R, "stopped", "controller stopped while the account is expected"),
+    # the stale rule: healthy at last_event_ms + stale_after_ms, stale 1 ms later
+    ("open", {"last_event_ms": NOW - 5_000}, {}, H, None, "open, last activity 5s ago"),
+    ("open", {"last_event_ms": NOW - STALE}, {}, H, None, "open, last activity 1800s ago"),
+    (
+        "open",
+        {"last_event_ms": NOW - STALE - 1},
+        {},
+        R,
+        "stale-socket",
+        "no activity for 1800.00s, over the 1800s limit",
+    ),
+    # an open socket is judged by its activity alone, however many retries it took
+    ("open", {"retries": 50, "started_at_ms": NOW}, {}, H, None, "open, last activity 0s ago"),
+    # the connect grace from the controller's start
+    (
+        "backoff",
+        {"started_at_ms": NOW - CONNECT},
+        {},
+        H,
+        None,
+        "backoff, started 120s ago, within the 120s connect grace",
+    ),
+    ("idle", {"started_at_ms": NOW - CONNECT - 1}, {}, R, "disconnected", "idle with no socket"),
+    # connecting: stuck once the current connect took longer than the grace
+    ("connecting", {"connecting_since_ms": NOW - CONNECT}, {}, H, None, "connecting for 120s"),
+    (
+        "connecting",
+        {"connecting_since_ms": NOW - CONNECT - 1},
+        {},
+        R,
+        "stuck",
+        "connecting for 120.00s, over the 120s connect grace",
+    ),
+    ("connecting", {}, {}, R, "stuck", "connecting for 1000s, over the 120s connect grace"),
+    # gave up by count: only when the snapshot does not say how many retries it allows
+    ("backoff", {"retries": GAVE_UP}, {}, R, "gave-up", "10 reconnect attempts (gives up at 10)"),
+    ("backoff", {"retries": GAVE_UP - 1}, {}, R, "disconnected", "backoff with no socket"),
+    (
+        "backoff",
+        {"retries": GAVE_UP, "max_attempts": 12},
+        {},
+        R,
+        "disconnected",
+        "backoff with no socket",
+    ),
+    (
+        "backoff",
+        {"retries": 12, "max_attempts": 12, "retry_at_ms": NOW + 30_000},
+        {},
+        HOLD,
+        "disconnected",
+        "retry due in 30s, within the 30s retry grace",
+    ),
+    (
+        "connecting",
+        {"retries": 11, "max_attempts": 12, "connecting_since_ms": NOW - 1_000},
+        {},
+        H,
+        None,
+        "connecting for 1s",
+    ),
+    (
+        "connecting",
+        {"retries": 11, "connecting_since_ms": NOW - 1_000},
+        {},
+        R,
+        "gave-up",
+        "11 reconnect attempts (gives up at 10)",
+    ),
+    # the retry grace of a backoff: due or overdue within it
+    (
+        "backoff",
+        {"retry_at_ms": NOW + GRACE},
+        {},
+        HOLD,
+        "disconnected",
+        "retry due in 30s, within the 30s retry grace",
+    ),
+    ("backoff", {"retry_at_ms": NOW + GRACE + 1}, {}, R, "disconnected", "backoff with no socket"),
+    (
+        "backoff",
+        {"retry_at_ms": NOW},
+        {},
+        HOLD,
+        "disconnected",
+        "retry due in 0s, within the 30s retry grace",
+    ),
+    (
+        "backoff",
+        {"retry_at_ms": NOW - GRACE},
+        {},
+        HOLD,
+        "disconnected",
+        "retry overdue by 30s, within the 30s retry grace",
+    ),
+    ("backoff", {"retry_at_ms": NOW - GRACE - 1}, {}, R, "disconnected", "backoff with no socket"),
+    (
+        "backoff",
+        {"retry_at_ms": NOW + 1},
+        {"retry_grace_ms": None},
+        R,
+        "disconnected",
+        "backoff with no socket",
+    ),
+    (
+        "backoff",
+        {"retry_at_ms": NOW + 1},
+        {"retry_grace_ms": 0},
+        R,
+        "disconnected",
+        "backoff with no socket",
+    ),
+    (
+        "backoff",
+        {"retry_at_ms": NOW},
+        {"retry_grace_ms": 0},
+        HOLD,
+        "disconnected",
+        "retry due in 0s, within the 0s retry grace",
+    ),
+    # the retry grace of a controller closing its own (watchdog) socket
+    (
+        "closing",
+        {"closing_since_ms": NOW - 50},
+        {},
+        HOLD,
+        "disconnected",
+        "closing its own silent socket for 0.05s, within the 30s retry grace",
+    ),
+    (
+        "closing",
+        {"closing_since_ms": NOW - GRACE},
+        {},
+        HOLD,
+        "disconnected",
+        "closing its own silent socket for 30s, within the 30s retry grace",
+    ),
+    (
+        "closing",
+        {"closing_since_ms": NOW - GRACE - 1},
+        {},
+        R,
+        "disconnected",
+        "closing with no socket",
+    ),
+    (
+        "closing",
+        {"closing_since_ms": NOW - 50},
+        {"retry_grace_ms": None},
+        R,
+        "disconnected",
+        "closing with no socket",
+    ),
+    ("closing", {}, {}, R, "disconnected", "closing with no socket"),
+    # only the controller's own retry or close is graced
+    ("closing", {"retry_at_ms": NOW + 1_000}, {}, R, "disconnected", "closing with no socket"),
+    ("backoff", {"closing_since_ms": NOW - 50}, {}, R, "disconnected", "backoff with no socket"),
+    (
+        "idle",
+        {"retry_at_ms": NOW, "closing_since_ms": NOW},
+        {},
+        R,
+        "disconnected",
+        "idle with no socket",
+    ),
+    (
+        "backoff",
+        {"retry_at_ms": NOW, "retries": GAVE_UP},
+        {},
+        R,
+        "gave-up",
+        "10 reconnect attempts (gives up at 10)",
+    ),
+]
 
 
-def test_open_but_silent_past_the_threshold_is_restarted_as_stale() -> None:
-    d = decide(snap("open", last_event_ms=NOW - DEFAULT.stale_after_ms - 1))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.STALE)
-    assert "1800s limit" in d.detail
+@pytest.mark.parametrize(
+    ("state", "fields", "config", "action", "reason", "detail"),
+    DECISIONS,
+    ids=[f"{row[0]}-{i}" for i, row in enumerate(DECISIONS)],
+)
+def test_the_hand_written_decisions(
+    state: str,
+    fields: dict[str, Any],
+    config: dict[str, Any],
+    action: HealthAction,
+    reason: str | None,
+    detail: str,
+) -> None:
+    d = decide(snap(state, **fields), **config)
+    assert d == HealthDecision(
+        action, "acct", 1, None if reason is None else HealthReason(reason), detail
+    )
 
 
-def test_open_silent_exactly_the_threshold_is_not_yet_stale() -> None:
-    d = decide(snap("open", last_event_ms=NOW - DEFAULT.stale_after_ms))
-    assert d.action is HealthAction.HEALTHY
-
-
-def test_connecting_longer_than_connect_grace_is_stuck() -> None:
-    d = decide(snap("connecting", connecting_since_ms=NOW - DEFAULT.connect_grace_ms - 1))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.STUCK)
-
-
-def test_connecting_within_connect_grace_is_healthy() -> None:
-    d = decide(snap("connecting", connecting_since_ms=NOW - DEFAULT.connect_grace_ms))
-    assert d.action is HealthAction.HEALTHY
-    assert d.reason is None
-
-
-def test_connecting_since_defaults_to_the_controller_start() -> None:
-    d = decide(snap("connecting"))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.STUCK)
-    assert "connecting for 1000s" in d.detail
-
-
-@pytest.mark.parametrize("state", ["backoff", "closing", "idle"])
-def test_no_socket_is_disconnected(state: str) -> None:
-    d = decide(snap(state))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.DISCONNECTED)
-    assert d.detail == f"{state} with no socket"
-
-
-@pytest.mark.parametrize("state", ["backoff", "idle", "connecting"])
-def test_a_freshly_started_controller_gets_the_connect_grace(state: str) -> None:
-    d = decide(snap(state, started_at_ms=NOW - DEFAULT.connect_grace_ms))
-    assert d.action is HealthAction.HEALTHY
-    assert "connect grace" in d.detail
-
-
-@pytest.mark.parametrize("state", ["backoff", "connecting", "closing"])
-def test_too_many_reconnect_attempts_is_gave_up(state: str) -> None:
-    d = decide(snap(state, attempt=DEFAULT.gave_up_attempts))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.GAVE_UP)
-    below = decide(snap(state, attempt=DEFAULT.gave_up_attempts - 1))
-    assert below.reason is not HealthReason.GAVE_UP
-
-
-def test_exhausted_is_gave_up() -> None:
-    d = decide(snap("exhausted"))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.GAVE_UP)
-
-
-def test_stopped_while_expected_is_restarted() -> None:
-    d = decide(snap("stopped"))
-    assert (d.action, d.reason) == (HealthAction.RESTART, HealthReason.STOPPED)
+def test_the_hand_written_decisions_cover_every_state_and_reason() -> None:
+    assert {row[0] for row in DECISIONS} == set(State)
+    assert {row[4] for row in DECISIONS} - {None} == {r.value for r in HealthReason}
+    assert {row[3] for row in DECISIONS} == set(HealthAction)
 
 
 @pytest.mark.parametrize("state", sorted(CONTROLLER_STATES))
 def test_an_account_that_is_not_expected_is_left_alone(state: str) -> None:
-    d = decide(snap(state, expected=False, attempt=50, last_event_ms=0))
+    d = decide(snap(state, expected=False, retries=50, last_event_ms=0))
     assert d.action is HealthAction.HEALTHY
 
 
-@pytest.mark.parametrize(
-    ("state", "reason"),
-    [
-        ("logged_out", HealthReason.LOGGED_OUT),
-        ("replaced", HealthReason.REPLACED),
-        ("forbidden", HealthReason.FORBIDDEN),
-    ],
-)
-def test_states_a_restart_cannot_fix_are_held_never_restarted(
-    state: str, reason: HealthReason
-) -> None:
-    d = decide(snap(state, attempt=50, last_event_ms=0))
-    assert (d.action, d.reason) == (HealthAction.HOLD, reason)
-    assert "a restart cannot fix this" in d.detail
+@pytest.mark.parametrize("state", ["backoff", "connecting", "closing", "idle"])
+def test_gave_up_by_count_only_without_a_known_budget(state: str) -> None:
+    unknown = decide(snap(state, retries=GAVE_UP))
+    assert (unknown.action, unknown.reason) == (R, HealthReason.GAVE_UP)
+    for budget in (0, 12, 1_000):
+        known = decide(snap(state, retries=GAVE_UP + 5, max_attempts=budget))
+        assert known.reason is not HealthReason.GAVE_UP
+
+
+def test_the_watchdog_close_is_held_50ms_later_and_restarted_one_ms_past_the_grace() -> None:
+    closed_at = NOW - 50
+    closing = snap("closing", closing_since_ms=closed_at, max_attempts=12)
+    assert decide(closing).action is HOLD
+    assert decide(closing, now=closed_at + GRACE).action is HOLD
+    late = decide(closing, now=closed_at + GRACE + 1)
+    assert (late.action, late.reason) == (R, HealthReason.DISCONNECTED)
 
 
 # --- start-up grace ----------------------------------------------------------------------
@@ -203,15 +400,31 @@ def test_intensity_limit_over_a_rolling_window() -> None:
     assert m.evaluate(snap("idle"), NOW + 1_000).action is HealthAction.RESTART
 
 
-def test_intensity_history_is_pruned_and_forgettable() -> None:
+def test_intensity_history_is_pruned() -> None:
     m = monitor(cooldown_ms=0, max_restarts=2, window_ms=1_000)
     m.record_restart("acct", NOW)
     m.record_restart("acct", NOW + 5_000)  # prunes the first
     assert m.restarts_in_window("acct", NOW + 5_000) == 1
-    m.forget("acct")
-    assert m.restarts_in_window("acct", NOW + 5_000) == 0
     assert m.restarts_in_window("never", NOW) == 0
-    m.forget("never")  # no error
+
+
+def test_forget_drops_an_accounts_history_and_nothing_else() -> None:
+    m = monitor(max_restarts=1)
+    m.record_restart("acct", NOW)
+    m.record_restart("other", NOW)
+    assert m.evaluate(snap("idle"), NOW + 1).detail.startswith("last restart")
+    m.forget("acct")
+    # No cooldown, no intensity count, no "time went backwards" for the forgotten account ...
+    assert m.restarts_in_window("acct", NOW) == 0
+    assert m.evaluate(snap("idle"), NOW + 1).action is HealthAction.RESTART
+    m.record_restart("acct", NOW - 5)
+    # ... and the other account keeps all of its history.
+    assert m.restarts_in_window("other", NOW) == 1
+    assert m.evaluate(snap("idle", account="other"), NOW + 1).action is HealthAction.HOLD
+    with pytest.raises(HealthInputError, match="before the last one"):
+        m.record_restart("other", NOW - 1)
+    m.forget("never")  # an account the monitor never saw: no error, nothing changes
+    assert m.restarts_in_window("other", NOW) == 1
 
 
 def test_max_restarts_zero_reports_but_never_restarts() -> None:
@@ -256,7 +469,8 @@ INCIDENT = snap(
     last_event_ms=CLOSED_408,
     opened_at_ms=CLOSED_408 - 59 * 60_000,
     retry_at_ms=CLOSED_408 + 2_140,
-    attempt=1,
+    retries=1,
+    max_attempts=12,
 )
 
 
@@ -278,46 +492,6 @@ def test_114ms_incident_held_by_the_default_retry_grace() -> None:
         HealthReason.DISCONNECTED,
         "retry due in 2.03s, within the 30s retry grace",
     )
-
-
-@pytest.mark.parametrize(
-    ("retry_in", "action"),
-    [
-        (30_000, HealthAction.HOLD),  # due exactly at the edge of the grace
-        (30_001, HealthAction.RESTART),  # due too far away: the policy may step in
-        (0, HealthAction.HOLD),
-        (-30_000, HealthAction.HOLD),  # just overdue: its timer may be firing
-        (-30_001, HealthAction.RESTART),  # long overdue: the retry is lost
-    ],
-)
-def test_retry_grace_window(retry_in: int, action: HealthAction) -> None:
-    d = decide(snap("backoff", retry_at_ms=NOW + retry_in))
-    assert d.action is action
-    assert d.reason is HealthReason.DISCONNECTED
-
-
-def test_retry_grace_detail_for_an_overdue_retry() -> None:
-    d = decide(snap("backoff", retry_at_ms=NOW - 1_500))
-    assert d.detail == "retry overdue by 1.50s, within the 30s retry grace"
-
-
-def test_retry_grace_off_never_holds() -> None:
-    d = decide(snap("backoff", retry_at_ms=NOW + 1), retry_grace_ms=None)
-    assert d.action is HealthAction.RESTART
-
-
-@pytest.mark.parametrize(
-    "s",
-    [
-        snap("closing", retry_at_ms=NOW + 1_000),  # only a controller in backoff is graced
-        snap("backoff"),  # no retry scheduled
-        snap("backoff", retry_at_ms=NOW + 1_000, attempt=DEFAULT.gave_up_attempts),  # gave up
-    ],
-)
-def test_retry_grace_applies_only_to_a_scheduled_retry_in_backoff(
-    s: ControllerSnapshot,
-) -> None:
-    assert decide(s).action is HealthAction.RESTART
 
 
 def test_retry_grace_does_not_bypass_the_cooldown() -> None:
@@ -388,10 +562,122 @@ def test_config_edges_are_accepted() -> None:
 
 
 def test_snapshot_with_an_unknown_state_is_rejected() -> None:
+    """The check itself, not only beartype in tests, rejects a state the machine does not have."""
+    s = snap("open")
+    object.__setattr__(s, "state", "dancing")
     with pytest.raises(HealthInputError, match="unknown controller state 'dancing'"):
-        ControllerSnapshot("acct", 1, "dancing", started_at_ms=0, last_event_ms=0)
+        s.__post_init__()
 
 
-def test_snapshot_with_a_negative_attempt_is_rejected() -> None:
-    with pytest.raises(HealthInputError, match="attempt -1"):
-        ControllerSnapshot("acct", 1, "backoff", started_at_ms=0, last_event_ms=0, attempt=-1)
+def test_snapshot_with_negative_retries_is_rejected() -> None:
+    with pytest.raises(HealthInputError, match="retries -1 < 0"):
+        ControllerSnapshot("acct", 1, State.BACKOFF, started_at_ms=0, last_event_ms=0, retries=-1)
+
+
+# --- the retry grace through the engine: its own watchdog close is not torn down -----------
+
+
+def _health_logs(effects: list[Effect]) -> list[str]:
+    return [e.code for e in effects if isinstance(e, Log) and e.code.startswith("health_")]
+
+
+def test_a_health_check_50ms_after_a_watchdog_close_holds_and_one_past_the_grace_restarts() -> None:
+    engine = Engine(EngineConfig(health_timer=False), random=lambda: 0.5)
+    engine.handle(Start(account="a"), 0)
+    pn = "4915123456789@s.whatsapp.net"
+    engine.handle(SocketOpened(account="a", generation=1, attempt=1, pn=pn), 10)
+    closed_at = 10 + LifecycleConfig().watchdog_ms  # type: ignore[operator]
+    effects = engine.handle(TimerFired(timer=WatchdogTimer("a", 1)), closed_at)
+    assert any(isinstance(e, CloseSocket) and e.status == 499 for e in effects)
+    assert engine.controller_state("a", 1) is State.CLOSING
+    # The transport takes its time to report the close: the controller is closing.
+    assert _health_logs(engine.handle(HealthCheck(), closed_at + 50)) == ["health_hold"]
+    assert _health_logs(engine.handle(HealthCheck(), closed_at + GRACE)) == ["health_hold"]
+    assert engine.controller_state("a", 1) is State.CLOSING
+    restarted = engine.handle(HealthCheck(), closed_at + GRACE + 1)
+    assert _health_logs(restarted) == ["health_restart"]
+    assert engine.current("a") == 2
+
+
+# --- a reference model of the rules: the policy agrees with it on random snapshots ---------
+
+
+def reference(s: ControllerSnapshot, now: int, cfg: HealthConfig) -> tuple[str, str | None]:
+    """The rules of docs/health.md, written again from the text (no history, monitor old)."""
+    if not s.expected:
+        return "healthy", None
+    if s.state in ("logged_out", "replaced", "forbidden"):
+        return "hold", {"logged_out": "logged-out"}.get(s.state, s.state)
+    if s.state == "exhausted":
+        return "restart", "gave-up"
+    if s.state == "stopped":
+        return "restart", "stopped"
+    if s.state == "open":
+        return (
+            ("restart", "stale-socket")
+            if now > s.last_event_ms + cfg.stale_after_ms
+            else (
+                "healthy",
+                None,
+            )
+        )
+    if now - s.started_at_ms <= cfg.connect_grace_ms:
+        return "healthy", None
+    if s.max_attempts is None and s.retries >= cfg.gave_up_attempts:
+        return "restart", "gave-up"
+    if s.state == "connecting":
+        since = s.started_at_ms if s.connecting_since_ms is None else s.connecting_since_ms
+        return ("restart", "stuck") if now - since > cfg.connect_grace_ms else ("healthy", None)
+    grace = -1 if cfg.retry_grace_ms is None else cfg.retry_grace_ms  # None: nothing is graced
+    if s.state == "backoff" and s.retry_at_ms is not None and abs(s.retry_at_ms - now) <= grace:
+        return "hold", "disconnected"
+    closing = s.closing_since_ms
+    if s.state == "closing" and closing is not None and 0 <= now - closing <= grace:
+        return "hold", "disconnected"
+    return "restart", "disconnected"
+
+
+_MS = st.integers(NOW - 3_000_000, NOW + 100_000)
+
+
+@given(
+    state=st.sampled_from(list(State)),
+    started=_MS,
+    event=_MS,
+    retry_at=st.none() | _MS,
+    since=st.none() | _MS,
+    closing_since=st.none() | _MS,
+    retries=st.integers(0, 20),
+    max_attempts=st.none() | st.integers(0, 20),
+    expected=st.booleans(),
+    grace=st.none() | st.integers(0, 100_000),
+)
+def test_the_policy_agrees_with_the_reference_model(
+    state: State,
+    started: int,
+    event: int,
+    retry_at: int | None,
+    since: int | None,
+    closing_since: int | None,
+    retries: int,
+    max_attempts: int | None,
+    expected: bool,
+    grace: int | None,
+) -> None:
+    cfg = dataclasses.replace(DEFAULT, retry_grace_ms=grace)
+    s = ControllerSnapshot(
+        "acct",
+        1,
+        state,
+        started_at_ms=started,
+        last_event_ms=event,
+        retry_at_ms=retry_at,
+        retries=retries,
+        connecting_since_ms=since,
+        closing_since_ms=closing_since,
+        max_attempts=max_attempts,
+        expected=expected,
+    )
+    d = HealthMonitor(cfg, BOOT).evaluate(s, NOW)
+    assert (d.action.value, None if d.reason is None else d.reason.value) == reference(s, NOW, cfg)
+    assert d.detail
