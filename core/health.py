@@ -168,10 +168,15 @@ class ControllerSnapshot:
     expected: bool = True
 
     def __post_init__(self) -> None:
-        if self.state not in CONTROLLER_STATES:
+        # The policy compares states by identity (``is State.BACKOFF``): a caller without
+        # type checks may pass the plain value ("backoff"), which must mean that member.
+        try:
+            state = State(self.state)
+        except (ValueError, TypeError):
             raise HealthInputError(
                 f"snapshot of {self.account!r}: unknown controller state {self.state!r}"
-            )
+            ) from None
+        object.__setattr__(self, "state", state)
         if self.retries < 0:
             raise HealthInputError(f"snapshot of {self.account!r}: retries {self.retries} < 0")
 

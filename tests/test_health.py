@@ -561,12 +561,26 @@ def test_config_edges_are_accepted() -> None:
     assert HealthConfig(retry_grace_ms=0).retry_grace_ms == 0
 
 
-def test_snapshot_with_an_unknown_state_is_rejected() -> None:
+@pytest.mark.parametrize("value", ["dancing", "OPEN", 5, None, ["open"]])
+def test_snapshot_with_an_unknown_state_is_rejected(value: object) -> None:
     """The check itself, not only beartype in tests, rejects a state the machine does not have."""
     s = snap("open")
-    object.__setattr__(s, "state", "dancing")
-    with pytest.raises(HealthInputError, match="unknown controller state 'dancing'"):
+    object.__setattr__(s, "state", value)
+    with pytest.raises(HealthInputError) as caught:
         s.__post_init__()
+    assert str(caught.value) == f"snapshot of 'acct': unknown controller state {value!r}"
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_a_snapshot_given_a_state_as_plain_text_is_judged_as_that_state(state: State) -> None:
+    """Without beartype a caller may pass ``"backoff"``: it must get the retry grace of a
+    backoff (not a restart, the 114 ms incident again) and never an internal error."""
+    typed = snap(state, retry_at_ms=NOW + 1_000, closing_since_ms=NOW - 10)
+    text = snap(state, retry_at_ms=NOW + 1_000, closing_since_ms=NOW - 10)
+    object.__setattr__(text, "state", state.value)  # what an untyped caller builds
+    text.__post_init__()
+    assert text.state is state
+    assert decide(text) == decide(typed)
 
 
 def test_snapshot_with_negative_retries_is_rejected() -> None:

@@ -804,8 +804,9 @@ def test_max_attempts_zero_never_retries() -> None:
 
 
 def test_only_set_state_assigns_a_state_anywhere_in_the_package() -> None:
-    """``state = ...`` appears in exactly the two chokepoints, their constructors, and the
-    error that names a state; nowhere in the engine, the book, health or the adapters."""
+    """``state = ...`` appears in exactly the two chokepoints, their constructors, the error
+    that names a state and the health snapshot's own field; nowhere in the engine, the book,
+    routing or the adapters."""
     found = {
         f"{path.parent.name}/{path.name}:{where}"
         for directory in ("core", "adapters")
@@ -818,6 +819,8 @@ def test_only_set_state_assigns_a_state_anywhere_in_the_package() -> None:
         "core/delivery.py:Reply.__init__",
         "core/delivery.py:Reply._set_state",
         "core/errors.py:InvalidTransition.__init__",
+        # A frozen snapshot's field, set to its State member once (never a machine changing).
+        "core/health.py:ControllerSnapshot.__post_init__",
     }
 
 
