@@ -63,13 +63,15 @@ def parse_timer_key(key: str) -> Timer:
     """The timer identity a string key names; :class:`WireError` if it names none."""
     if key == HealthTimer.kind:
         return HEALTH
+    # The exact inverse of timer_key: an account or reply id may be any string, even empty
+    # (the engine accepts those), so everything between the separators belongs to it.
     kind, sep, rest = key.partition("/")
-    if sep and rest:
+    if sep:
         if kind == DeadlineTimer.kind:
             return DeadlineTimer(rest)
         if kind in (RetryTimer.kind, WatchdogTimer.kind):
             account, sep, number = rest.rpartition("/")
-            if sep and account:
+            if sep:
                 n = _key_number(key, number)
                 return (
                     RetryTimer(account, n) if kind == RetryTimer.kind else WatchdogTimer(account, n)
