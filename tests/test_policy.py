@@ -1,6 +1,9 @@
-"""The close status policy: each Baileys code, the watchdog, no status, unknown codes."""
+"""The close status policy: each Baileys code, the watchdog, no status, unknown codes; the
+``Status`` names against Baileys' ``DisconnectReason`` numbers, written out by hand."""
 
 from __future__ import annotations
+
+from enum import IntEnum
 
 import pytest
 
@@ -9,54 +12,86 @@ from heirline.core.policy import (
     DEFAULT_STATUS_POLICY,
     CloseAction,
     CloseDecision,
+    Status,
     StatusPolicy,
 )
 
 decide = DEFAULT_STATUS_POLICY.decide
 
+#: Baileys' DisconnectReason (src/Types/index.ts), and heirline's watchdog close, by hand.
+BAILEYS = {
+    "LOGGED_OUT": 401,  # loggedOut
+    "FORBIDDEN": 403,  # forbidden
+    "CONNECTION_LOST": 408,  # connectionLost (timedOut is 408 too)
+    "MULTIDEVICE_MISMATCH": 411,  # multideviceMismatch
+    "CONNECTION_CLOSED": 428,  # connectionClosed
+    "CONNECTION_REPLACED": 440,  # connectionReplaced
+    "WATCHDOG": 499,  # not Baileys: heirline's (and openclaw's) watchdog close
+    "BAD_SESSION": 500,  # badSession
+    "UNAVAILABLE_SERVICE": 503,  # unavailableService
+    "RESTART_REQUIRED": 515,  # restartRequired
+}
 
-def test_401_logged_out_is_terminal() -> None:
-    assert decide(401) == CloseDecision(CloseAction.LOGGED_OUT, "logged out")
+#: The default decision for each code, by hand: (action, reason).
+DEFAULTS = {
+    401: (CloseAction.LOGGED_OUT, "logged out"),
+    403: (CloseAction.FORBIDDEN, "forbidden"),
+    408: (CloseAction.RETRY, "connection lost"),
+    411: (CloseAction.LOGGED_OUT, "multi-device mismatch: relink required"),
+    428: (CloseAction.RETRY, "connection closed"),
+    440: (CloseAction.REPLACED, "connection replaced by another client"),
+    499: (CloseAction.RETRY, "closed by the watchdog"),
+    500: (CloseAction.RETRY, "bad session or stream error"),
+    503: (CloseAction.RETRY, "service unavailable"),
+    515: (CloseAction.RECONNECT, "restart required"),
+}
 
 
-def test_403_forbidden_is_terminal() -> None:
-    assert decide(403) == CloseDecision(CloseAction.FORBIDDEN, "forbidden")
+def test_status_names_and_numbers_are_baileys_disconnect_reasons() -> None:
+    assert {s.name: s.value for s in Status} == BAILEYS
+    assert [s.value for s in Status] == sorted(BAILEYS.values())  # declared in order
+    assert issubclass(Status, IntEnum)
 
 
-def test_408_connection_lost_retries_with_backoff() -> None:
-    assert decide(408) == CloseDecision(CloseAction.RETRY, "connection lost")
+@pytest.mark.parametrize(("name", "number"), BAILEYS.items())
+def test_a_status_member_is_its_number(name: str, number: int) -> None:
+    member = Status[name]
+    assert member == number
+    assert Status(number) is member
+    assert hash(member) == hash(number)
+    assert int(member) == number
+    assert f"{member:d}" == str(number)
 
 
-def test_411_multidevice_mismatch_needs_a_relink() -> None:
-    assert decide(411) == CloseDecision(
-        CloseAction.LOGGED_OUT, "multi-device mismatch: relink required"
-    )
+@pytest.mark.parametrize(("number", "expected"), DEFAULTS.items())
+def test_default_decisions_by_plain_int_and_by_status_member(
+    number: int, expected: tuple[CloseAction, str]
+) -> None:
+    decision = CloseDecision(*expected)
+    assert decide(number) == decision
+    assert decide(Status(number)) == decision
+    assert decide(Status(number)) is decide(number)  # one table, whichever key is used
 
 
-def test_428_connection_closed_retries_with_backoff() -> None:
-    assert decide(428) == CloseDecision(CloseAction.RETRY, "connection closed")
+def test_the_default_table_is_exactly_the_named_statuses() -> None:
+    assert set(DEFAULT_STATUS_POLICY.by_status) == set(DEFAULTS) == {int(s) for s in Status}
+    assert all(isinstance(k, Status) for k in DEFAULT_STATUS_POLICY.by_status)
+
+
+def test_overrides_keyed_by_plain_ints_replace_the_named_defaults() -> None:
+    stop = CloseDecision(CloseAction.LOGGED_OUT, "bad session: rescan")
+    custom = DEFAULT_STATUS_POLICY.with_overrides({500: stop})
+    assert custom.decide(Status.BAD_SESSION) is stop
+    assert custom.decide(500) is stop
+    assert len(custom.by_status) == len(DEFAULTS)  # replaced, not added beside it
+    by_member = DEFAULT_STATUS_POLICY.with_overrides({Status.BAD_SESSION: stop})
+    assert by_member.decide(500) is stop
 
 
 def test_440_replaced_is_terminal_never_reconnects() -> None:
     decision = decide(440)
     assert decision.action is CloseAction.REPLACED
     assert decision.action not in (CloseAction.RETRY, CloseAction.RECONNECT)
-
-
-def test_499_watchdog_retries_with_backoff() -> None:
-    assert decide(499) == CloseDecision(CloseAction.RETRY, "closed by the watchdog")
-
-
-def test_500_bad_session_retries_bounded() -> None:
-    assert decide(500) == CloseDecision(CloseAction.RETRY, "bad session or stream error")
-
-
-def test_503_unavailable_retries_with_backoff() -> None:
-    assert decide(503) == CloseDecision(CloseAction.RETRY, "service unavailable")
-
-
-def test_515_restart_required_reconnects_at_once() -> None:
-    assert decide(515) == CloseDecision(CloseAction.RECONNECT, "restart required")
 
 
 def test_no_status_retries() -> None:
@@ -66,21 +101,6 @@ def test_no_status_retries() -> None:
 @pytest.mark.parametrize("status", [0, 200, 402, 406, 501, 999, -1])
 def test_unknown_status_retries(status: int) -> None:
     assert decide(status) == CloseDecision(CloseAction.RETRY, "unknown status")
-
-
-def test_default_table_covers_every_baileys_code_and_the_watchdog() -> None:
-    assert set(DEFAULT_STATUS_POLICY.by_status) == {
-        401,
-        403,
-        408,
-        411,
-        428,
-        440,
-        499,
-        500,
-        503,
-        515,
-    }
 
 
 def test_overrides_replace_single_codes_and_leave_the_original_alone() -> None:
