@@ -16,7 +16,14 @@ from heirline.core.identity import (
     identity_keys,
     resolve,
 )
-from heirline.core.routing import ControllerView, RouteKind, decide_route
+from heirline.core.lifecycle import (
+    TERMINAL_STATES,
+    AttemptCounter,
+    Controller,
+    LifecycleConfig,
+    State,
+)
+from heirline.core.routing import ControllerView, RouteKind, View, decide_route
 
 PN = "4915123456789@s.whatsapp.net"
 LID = "123456789012345@lid"
@@ -42,9 +49,7 @@ class Decided(NamedTuple):
     verdict: Verdict | None
 
 
-def decide(
-    origin_keys: Keys, origin: ControllerView | None, current: ControllerView | None
-) -> Decided:
+def decide(origin_keys: Keys, origin: View | None, current: View | None) -> Decided:
     route, generation = decide_route(origin_keys, origin, current)
     return Decided(route.kind, generation, route.reason(generation), route.verdict)
 
@@ -137,3 +142,52 @@ def test_routes_through_a_socket_are_shared_constants() -> None:
     first, _ = decide_route(ME, view(1, "stopped"), view(2))
     second, _ = decide_route(ME, view(1, "stopped"), view(7))
     assert first is second  # nothing is allocated per decision on the hot path
+
+
+# -- typed states, and the engine's controllers as views ---------------------------------------
+
+
+@pytest.mark.parametrize("state", sorted(set(State) - {State.OPEN}))
+def test_an_origin_without_a_socket_waits_exactly_while_it_may_come_back(state: State) -> None:
+    """Every non-terminal state but ``open`` (the one with a socket) may reconnect; a
+    terminal one never will."""
+    origin = ControllerView(1, state, False)
+    d = decide(ME, origin, None)
+    if state in TERMINAL_STATES:
+        assert (d.kind, d.generation, d.reason) == (
+            RouteKind.WAIT,
+            None,
+            "no successor registered yet",
+        )
+    else:
+        assert (d.kind, d.generation) == (RouteKind.WAIT, 1)
+        assert d.reason == f"origin generation 1 is {state.value} and may reconnect"
+
+
+@pytest.mark.parametrize("state", sorted(set(State) - {State.OPEN}))
+def test_a_successor_that_is_not_open_names_its_state(state: State) -> None:
+    d = decide(ME, view(1, "stopped"), ControllerView(2, state, False))
+    assert (d.kind, d.generation) == (RouteKind.WAIT, 2)
+    assert d.reason == f"successor generation 2 is {state.value}, not open yet"
+
+
+def test_the_engines_controllers_are_views_and_route_like_their_plain_values() -> None:
+    counter = AttemptCounter()
+    origin = Controller("acct", 1, LifecycleConfig(), counter)
+    successor = Controller("acct", 2, LifecycleConfig(), counter)
+    for c in (origin, successor):
+        c.start(0)
+        c.opened(10)
+        c.keys = ME
+    assert isinstance(origin, View)
+    origin.stop("superseded", 20)
+
+    def plain(c: Controller) -> ControllerView:
+        return ControllerView(c.generation, c.state, c.has_socket, c.keys)
+
+    assert decide_route(ME, origin, successor) == decide_route(ME, plain(origin), plain(successor))
+    assert decide(ME, origin, successor).kind is RouteKind.SUCCESSOR
+    successor.closed(408, 30, 0.0)
+    successor.keys = NO_KEYS
+    waiting = decide(ME, origin, successor)
+    assert waiting.reason == "successor generation 2 is backoff, not open yet"
