@@ -159,6 +159,44 @@ def test_a_new_reply_is_pending_with_nothing_sent() -> None:
     assert "text" in KINDS
 
 
+#: A way into each state through the chokepoint (checked against the hand-written table).
+PATHS: dict[str, list[str]] = {
+    "pending": [],
+    "waiting": ["hold"],
+    "in_flight": ["transmit"],
+    "delivered": ["transmit", "ack"],
+    "refused": ["refuse"],
+    "failed": ["deadline"],
+    "unknown": ["transmit", "lost_unresendable"],
+}
+
+
+@pytest.mark.parametrize(("state", "trigger"), DELIVERY.pairs())
+def test_a_reply_in_every_state_takes_every_trigger_or_refuses_it_unchanged(
+    state: ReplyState, trigger: ReplyTrigger
+) -> None:
+    reply = _reply()
+    at = "pending"
+    for step in PATHS[state]:
+        reply._set_state(ReplyTrigger(step))
+        at = EXPECTED[(at, step)]
+    assert reply.state is state
+    assert at == state
+    expected = EXPECTED.get((state, trigger))
+    if expected is None:
+        with pytest.raises(InvalidTransition) as caught:
+            reply._set_state(trigger)
+        assert (caught.value.machine, caught.value.state, caught.value.trigger) == (
+            "delivery",
+            state,
+            trigger,
+        )
+        assert reply.state is state
+    else:
+        reply._set_state(trigger)
+        assert reply.state is ReplyState(expected)
+
+
 @given(st.lists(st.sampled_from(DELIVERY.triggers), max_size=25))
 def test_reply_set_state_follows_the_oracle_and_a_rejection_changes_nothing(
     triggers: list[ReplyTrigger],
