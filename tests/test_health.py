@@ -600,7 +600,9 @@ def test_a_health_check_50ms_after_a_watchdog_close_holds_and_one_past_the_grace
     engine.handle(Start(account="a"), 0)
     pn = "4915123456789@s.whatsapp.net"
     engine.handle(SocketOpened(account="a", generation=1, attempt=1, pn=pn), 10)
-    closed_at = 10 + LifecycleConfig().watchdog_ms  # type: ignore[operator]
+    watchdog_ms = LifecycleConfig().watchdog_ms
+    assert watchdog_ms is not None
+    closed_at = 10 + watchdog_ms  # opened at 10, silent ever since
     effects = engine.handle(TimerFired(timer=WatchdogTimer("a", 1)), closed_at)
     assert any(isinstance(e, CloseSocket) and e.status == 499 for e in effects)
     assert engine.controller_state("a", 1) is State.CLOSING
