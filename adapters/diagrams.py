@@ -15,19 +15,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from enum import StrEnum
-
-from heirline.core.delivery import DELIVERY
-from heirline.core.lifecycle import LIFECYCLE
+from heirline.core.delivery import DELIVERY, ReplyState, ReplyTrigger
+from heirline.core.lifecycle import LIFECYCLE, State, Trigger
 from heirline.core.machine import MachineSpec
 
-AnySpec = MachineSpec[StrEnum, StrEnum]
+#: A machine declaration heirline draws.
+Spec = MachineSpec[State, Trigger] | MachineSpec[ReplyState, ReplyTrigger]
 
-SPECS: dict[str, AnySpec] = {"lifecycle": LIFECYCLE, "delivery": DELIVERY}  # type: ignore[dict-item]
+SPECS: dict[str, Spec] = {"lifecycle": LIFECYCLE, "delivery": DELIVERY}
 """Every machine whose diagram is checked into ``docs/diagrams/``, by file stem."""
 
 
-def mermaid(spec: AnySpec) -> str:
+def mermaid(spec: Spec) -> str:
     """The ``stateDiagram-v2`` rendering of ``spec``, via ``transitions``' mermaid GraphMachine."""
     from transitions.extensions.diagrams import GraphMachine
 
@@ -44,6 +43,7 @@ def mermaid(spec: AnySpec) -> str:
     )
     text: str = machine.get_graph().draw(None)
     return text.rstrip() + "\n"
+
 
 REGENERATE = "python -m heirline.adapters.diagrams"
 """The command that rewrites the diagrams (run from the repository root)."""

@@ -14,7 +14,7 @@ import pytest
 from heirline.adapters.diagrams import (
     REGENERATE,
     SPECS,
-    AnySpec,
+    Spec,
     diagram_path,
     main,
     mermaid,
@@ -40,7 +40,7 @@ def edges(text: str) -> set[tuple[str, str, str]]:
     return found
 
 
-def declared(spec: AnySpec) -> set[tuple[str, str, str]]:
+def declared(spec: Spec) -> set[tuple[str, str, str]]:
     return {(t.source.value, t.trigger.value, t.dest.value) for t in spec.transitions}
 
 
