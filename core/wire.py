@@ -2,9 +2,9 @@
 
 One mechanism serves every message type: the dataclass fields and their
 annotations are read once into a small field table, which drives encoding,
-strict decoding (wrong type, missing or unknown field -> :class:`WireError`
-naming the field) and the generated schema. Nothing here does I/O; turning
-the dicts into bytes is the adapter's job.
+strict decoding (wrong type, missing or unknown field, an integer outside
+``+-MAX_WIRE_INT`` -> :class:`WireError` naming the field) and the generated
+schema. Nothing here does I/O; turning the dicts into bytes is the adapter's job.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ JsonValue = object
 M = TypeVar("M", Event, Effect)
 
 _SCALARS: Final = (str, int, float, bool)
+
+#: The largest integer magnitude a message may carry: every binding holds it exactly
+#: (JavaScript's numbers are doubles, exact up to ``2**53 - 1`` = ``Number.MAX_SAFE_INTEGER``).
+MAX_WIRE_INT: Final = 2**53 - 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +75,11 @@ def encode(message: Event | Effect) -> dict[str, JsonValue]:
     return out
 
 
+def wire_int_ok(value: object) -> bool:
+    """Whether ``value`` is not an integer, or one within ``-MAX_WIRE_INT..MAX_WIRE_INT``."""
+    return isinstance(value, bool) or not isinstance(value, int) or abs(value) <= MAX_WIRE_INT
+
+
 def _check(cls: type, f: _Field, value: object) -> object:
     where = f"{getattr(cls, 'type', cls.__name__)}.{f.name}"
     if value is None:
@@ -82,11 +91,17 @@ def _check(cls: type, f: _Field, value: object) -> object:
             isinstance(k, str) and (v is None or isinstance(v, _SCALARS)) for k, v in value.items()
         ):
             raise WireError(f"{where}: expected an object of scalars, got {value!r}")
+        for k, v in value.items():
+            if not wire_int_ok(v):
+                raise WireError(f"{where}.{k}: integer {v} is outside +-{MAX_WIRE_INT} (2**53-1)")
         return dict(value)
     # bool is an int in Python; JSON keeps them apart and so do we.
     if isinstance(value, bool) != (bool in f.kinds) or not isinstance(value, f.kinds):
         names = " or ".join(k.__name__ for k in f.kinds)
         raise WireError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+    # One rule for every integer field: only values every binding holds exactly.
+    if not wire_int_ok(value):
+        raise WireError(f"{where}: integer {value} is outside +-{MAX_WIRE_INT} (2**53-1)")
     return value
 
 
