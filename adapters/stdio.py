@@ -271,7 +271,7 @@ class Session:
     def _error(self, rid: object, code: str, message: str) -> bytes:
         self.errors += 1
         if self.broken is not None and code != "internal_error":
-            rid, code, message = None, "engine_broken", self.broken
+            code, message = "engine_broken", self.broken
         # An error line must always go out: a message that is not valid UTF-8 is escaped.
         text = message.encode("utf-8", "backslashreplace").decode("utf-8")
         body = {"id": rid, "error": {"line": self.lines, "code": code, "message": text}}
@@ -304,7 +304,7 @@ class Session:
         """
         self.lines += 1
         if self.broken is not None:
-            return self._error(None, "engine_broken", self.broken)
+            return self._error(_peek_id(line), "engine_broken", self.broken)
         try:
             return self._feed(line)
         except Exception as err:  # a bug outside the engine: the line is dropped, state intact
@@ -450,6 +450,16 @@ def _expected_int(value: object, which: str = "an") -> str:
 
 def _valid_id(value: object) -> bool:
     return value is None or _is_int(value) or type(value) is str
+
+
+def _peek_id(line: bytes) -> object:
+    """The line's ``id`` if it is a JSON object with a usable one, else None (never raises)."""
+    try:
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    rid = msg.get("id") if type(msg) is dict else None
+    return rid if _valid_id(rid) else None
 
 
 def _describe(err: BaseException) -> str:

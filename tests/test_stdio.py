@@ -421,6 +421,7 @@ def test_an_engine_exception_breaks_the_session_for_good(monkeypatch: pytest.Mon
     assert answers[1]["id"] == 2
     assert answers[1]["error"]["code"] == "internal_error"
     assert "RuntimeError: boom" in answers[1]["error"]["message"]
+    assert [a["id"] for a in answers[2:]] == [3, None, None, None, 4, None]  # echoed if readable
     for line_no, answer in enumerate(answers[2:], start=4):
         assert error(answer) == (line_no, "engine_broken")
         assert "failed on line 3 (RuntimeError: boom)" in answer["error"]["message"]
