@@ -2,9 +2,9 @@
 
 One mechanism serves every message type: the dataclass fields and their
 annotations are read once into a small field table, which drives encoding,
-strict decoding (wrong type, missing or unknown field, an integer outside
-``+-MAX_WIRE_INT`` -> :class:`WireError` naming the field) and the generated
-schema. Nothing here does I/O; turning the dicts into bytes is the adapter's job.
+strict decoding (wrong type, missing or unknown field -> :class:`WireError`
+naming the field) and the generated schema. Nothing here does I/O; turning
+the dicts into bytes is the adapter's job.
 """
 
 from __future__ import annotations
