@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from heirline.adapters import stdio
 from heirline.adapters.stdio import MAX_LINE_BYTES, Session, serve
-from heirline.core.effects import Effect, StartTimer
+from heirline.core.effects import Effect
 from heirline.core.events import EVENT_TYPES, Event
 from heirline.core.wire import encode
 
@@ -284,6 +284,7 @@ def test_any_json_value_as_the_event_type_is_an_error_line(tag: object) -> None:
     assert [e["type"] for e in after["effects"]][:2] == ["registered", "open_socket"]
 
 
+P = stdio.PROTOCOL
 _BIG = 2**53  # one past what every binding holds exactly
 _HUGE = 18446744073709551000  # near 2**64: its timer deadline used to overflow the encoder
 
@@ -303,10 +304,9 @@ _HUGE = 18446744073709551000  # near 2**64: its timer deadline used to overflow 
             "stop.generation: integer 9007199254740992 is outside",
         ),
         (
-            b'{"now": 1, "event": {"type": "socket_closed", "account": "a", "generation": 1,'
-            b' "status": %d}}' % -_BIG,
+            b'{"now": 1, "event": {"type": "stop", "account": "a", "generation": %d}}' % -_BIG,
             "bad_event",
-            "socket_closed.status",
+            "stop.generation: integer -9007199254740992 is outside",
         ),
         (
             b'{"now": 1, "event": {"type": "reply_captured", "reply_id": "r", "account": "a",'
@@ -329,15 +329,17 @@ def test_integers_beyond_2_53_are_refused_at_decode_and_change_nothing(
 @pytest.mark.parametrize(
     ("hello", "fragment"),
     [
-        (b'{"hello": {"protocol": 1, "seed": %d}}' % _BIG, "hello.seed: number 9007199254740992"),
-        (b'{"hello": {"protocol": 1, "seed": %d}}' % -_HUGE, "hello.seed"),
+        (b'{"hello": {"protocol": %d, "seed": %d}}' % (P, _BIG), "hello.seed: number 900719925"),
+        (b'{"hello": {"protocol": %d, "seed": %d}}' % (P, -_HUGE), "hello.seed"),
         (b'{"hello": {"protocol": %d, "seed": 1}}' % _HUGE, "hello.protocol"),
         (
-            b'{"hello": {"protocol": 1, "seed": 1, "config": {"reply_deadline_ms": %d}}}' % _BIG,
+            b'{"hello": {"protocol": %d, "seed": 1, "config": {"reply_deadline_ms": %d}}}'
+            % (P, _BIG),
             "hello.config.reply_deadline_ms: number 9007199254740992 is outside",
         ),
         (
-            b'{"hello": {"protocol": 1, "seed": 1, "config": {"backoff": {"max_ms": %d}}}}' % _HUGE,
+            b'{"hello": {"protocol": %d, "seed": 1, "config": {"backoff": {"max_ms": %d}}}}'
+            % (P, _HUGE),
             "hello.config.backoff.max_ms",
         ),
     ],
@@ -346,17 +348,18 @@ def test_hello_integers_beyond_2_53_are_refused(hello: bytes, fragment: str) -> 
     answers, _ = run(hello, HELLO, START)
     assert error(answers[0]) == (1, "bad_hello")
     assert fragment in answers[0]["error"]["message"]
-    assert answers[1]["hello"]["protocol"] == 1
+    assert answers[1]["hello"]["protocol"] == P
 
 
-def test_the_largest_safe_now_is_served_and_its_deadlines_encode() -> None:
+def test_the_largest_now_on_the_wire_reaches_the_engine_and_its_answer_encodes() -> None:
+    """2**53-1 passes decode; whatever the engine answers (effects, or its own rejection of a
+    now too close to the bound for its deadlines), the answer is one normal, encodable line."""
     session = started()
-    limit = 2**53 - 1
-    line = b'{"now": %d, "event": {"type": "start", "account": "a"}}' % limit
+    line = b'{"now": %d, "event": {"type": "start", "account": "a"}}' % (2**53 - 1)
     (answer,) = feed_all(session, line)
-    timers = [e for e in answer["effects"] if e["type"] == "start_timer"]
-    assert timers
-    assert all(t["deadline_ms"] > limit for t in timers)  # now + a configured duration
+    assert "error" not in answer
+    assert answer["effects"]
+    assert session.broken is None
 
 
 def test_only_an_accepted_line_moves_the_clock() -> None:
@@ -438,17 +441,24 @@ def test_answers_computed_in_one_read_survive_a_failed_encoding(
     session = started()
     engine = session.engine
     assert engine is not None
-    real = engine.handle
+    real_handle = engine.handle
+    seen: list[int] = []
 
     def handle(event: Event, now: int) -> list[Effect]:
-        if now == 20:  # an answer orjson cannot encode (> 64 bits), as a 2**64 now once made
-            return [StartTimer(key="health", deadline_ms=2**64 + 5)]
-        return real(event, now)
+        seen.append(now)
+        return real_handle(event, now)
+
+    def broken_encode(message: Event | Effect) -> dict[str, object]:
+        out = encode(message)  # heirline.core.wire.encode, what the session calls
+        if seen[-1] == 20:  # an integer orjson cannot encode, as a 2**64 now once made
+            out["n"] = 2**64 + 5
+        return out
 
     monkeypatch.setattr(engine, "handle", handle)
+    monkeypatch.setattr(stdio, "encode", broken_encode)
     data = (
         START
-        + b'\n{"id": 2, "now": 20, "event": {"type": "health_check"}}'
+        + b'\n{"id": 2, "now": 20, "event": {"type": "start", "account": "b"}}'
         + b'\n{"id": 3, "now": 30, "event": {"type": "health_check"}}\n'
     )
     out, err = io.BytesIO(), io.StringIO()
@@ -459,6 +469,7 @@ def test_answers_computed_in_one_read_survive_a_failed_encoding(
     assert answers[1]["id"] == 2
     assert answers[1]["error"]["code"] == "internal_error"
     assert "64-bit" in answers[1]["error"]["message"]
+    assert answers[2]["id"] == 3
     assert answers[2]["error"]["code"] == "engine_broken"
 
 
