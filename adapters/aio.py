@@ -5,8 +5,8 @@ runtime does (it shares :class:`~heirline.adapters.fake.GatewayBase`) but with
 real time and real sockets:
 
 * engine time is milliseconds since :meth:`AsyncGateway.start`, multiplied by
-  ``speed`` (1 = real time; 20 = the compressed demo), so ``StartTimer``
-  deadlines become ``loop.call_at`` handles;
+  ``speed`` (1 = real time; 20 = the compressed demo; at most :data:`MAX_SPEED`),
+  so ``StartTimer`` deadlines become ``loop.call_at`` handles;
 * ``OpenSocket`` / ``CloseSocket`` / ``Transmit`` become transport calls, run
   as tracked tasks; the transport's callbacks are fed back as events;
 * every ``handle()`` runs on the loop thread, one at a time (the shared queue);
@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Final
 
 from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
@@ -33,11 +34,33 @@ from heirline.core.events import TimerFired
 from heirline.core.identity import LidMapping
 from heirline.core.timers import Timer
 
-__all__ = ["AsyncGateway"]
+__all__ = ["LOOP_RESOLUTION_MS", "MAX_SPEED", "MIN_SPEED", "AsyncGateway", "speed_problem"]
 
 _log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[TransportCallbacks], Transport]
+
+#: The event loop's timer resolution in real ms: epoll and kqueue wait in whole milliseconds,
+#: so a timer can fire up to this late, and ``speed`` times as late in engine time.
+LOOP_RESOLUTION_MS: Final = 1
+#: The slowest speed: real time. Slower only stretches a run, and without a floor a tiny
+#: speed makes every wait (timeout_ms / speed) practically endless.
+MIN_SPEED: Final = 1.0
+#: The fastest speed: one loop tick is then a second of engine time. Faster, the loop cannot
+#: honour the engine's own second-scale timings (a retry after 2 s, jittered in ms).
+MAX_SPEED: Final = 1000.0
+
+
+def speed_problem(speed: float | int, maximum: float = MAX_SPEED) -> str | None:
+    """What is wrong with ``speed`` (engine ms per real ms) for this runtime; None if nothing.
+
+    ``maximum`` lets a caller whose script needs finer timing lower the ceiling.
+    """
+    if not math.isfinite(speed):
+        return f"must be a finite number, got {speed}"
+    if not MIN_SPEED <= speed <= maximum:
+        return f"must be between {MIN_SPEED:g} (real time) and {maximum:g}, got {speed:g}"
+    return None
 
 
 class AsyncGateway(GatewayBase):
@@ -59,8 +82,9 @@ class AsyncGateway(GatewayBase):
         speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be > 0, got {speed}")
+        problem = speed_problem(speed)
+        if problem is not None:
+            raise ValueError(f"speed {problem}")
         super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
         self._factory = transport_factory
         self.speed = speed
@@ -83,12 +107,13 @@ class AsyncGateway(GatewayBase):
     ) -> AsyncGateway:
         """A gateway over :class:`ChannelTransport` to the reference server on ``port``."""
         speed = float(kwargs.get("speed", 1.0))
-        keepalive = ChannelTransport.keepalive_for(config, speed)
-        return cls(
-            lambda callbacks: ChannelTransport(port, callbacks, keepalive_s=keepalive),
-            config,
-            **kwargs,
-        )
+
+        def transport(callbacks: TransportCallbacks) -> Transport:
+            # Built when the gateway starts, after its constructor checked ``speed``.
+            keepalive = ChannelTransport.keepalive_for(config, speed)
+            return ChannelTransport(port, callbacks, keepalive_s=keepalive)
+
+        return cls(transport, config, **kwargs)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -18,9 +18,14 @@ Safety rules (see ``docs/identity.md``):
 * only names listed in the dir are opened; the user part of a mapping file name
   and every user read from a mapping file must be ASCII digits, so no derived
   name can contain ``..`` or ``/``;
-* files are read-only, must be regular files, at most :data:`MAX_FILE_BYTES`.
+* files are read-only, must be regular files, at most :data:`MAX_FILE_BYTES`;
+* the JSON must be strict: no duplicate keys, no ``NaN``/``Infinity``, no
+  integer longer than :data:`MAX_JSON_INT_DIGITS` digits, nesting the parser can hold.
 
-Every problem raises :class:`AuthDirError` naming the file and what is wrong.
+Every problem raises :class:`AuthDirError` naming the file and what is wrong --
+whatever the path, the names in the dir and the bytes in the files hold, nothing
+else escapes (a NUL byte in the path, a 5000-digit number, invalid UTF-8, a file
+that cannot be read, JSON nested too deeply).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from heirline.core.identity import UNAUTHENTICATED, LidMapping, SelfIdentity, re
 CREDS_FILE: Final = "creds.json"
 #: Larger files are refused (a real creds.json is a few KiB, a mapping file a few bytes).
 MAX_FILE_BYTES: Final = 4 * 1024 * 1024
+#: Longer integers are refused: Baileys writes its JSON with JavaScript's ``JSON.stringify``,
+#: which writes any number of 1e21 or more in exponent form, so never more digits than this.
+MAX_JSON_INT_DIGITS: Final = 21
 
 _MAPPING_NAME: Final = re.compile(r"lid-mapping-(?P<user>.*?)(?P<reverse>_reverse)?\.json", re.S)
 _NUMERIC_USER: Final = re.compile(r"[0-9]+")
@@ -49,10 +57,12 @@ class AuthDirError(HeirlineError):
     """An auth dir (or one file in it) is missing, corrupt, hostile or inconsistent.
 
     ``file`` is the path of the offending file (or of the dir), ``problem`` says what is wrong.
+    The message is always printable: a lone surrogate (a name that is not UTF-8) is escaped.
     """
 
     def __init__(self, file: str, problem: str) -> None:
-        super().__init__(f"{file}: {problem}")
+        text = f"{file}: {problem}"
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
         self.file = file
         self.problem = problem
 
@@ -71,17 +81,30 @@ class AuthDir:
         return resolve(self.identity, self.mapping)
 
 
-class _DuplicateKeyError(ValueError):
-    pass
+class _StrictJsonError(ValueError):
+    """JSON that Python's decoder would take but a Baileys auth dir never holds."""
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
-            raise _DuplicateKeyError(key)
+            raise _StrictJsonError(f"duplicate key {key!r}")
         result[key] = value
     return result
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_JSON_INT_DIGITS:
+        raise _StrictJsonError(
+            f"an integer of {digits} digits (JSON from Baileys has at most {MAX_JSON_INT_DIGITS})"
+        )
+    return int(text)
+
+
+def _no_constant(name: str) -> object:
+    raise _StrictJsonError(f"{name} is not JSON")
 
 
 def _type_name(value: object) -> str:
@@ -109,6 +132,8 @@ def _read_json(dir_fd: int, dir_path: str, name: str) -> object:
             raise AuthDirError(where, "is not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise AuthDirError(where, f"cannot be read ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
     if len(data) > MAX_FILE_BYTES:
@@ -120,15 +145,20 @@ def _read_json(dir_fd: int, dir_path: str, name: str) -> object:
     if not text.strip():
         raise AuthDirError(where, "is empty")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_int=_bounded_int,
+            parse_constant=_no_constant,
+        )
     except json.JSONDecodeError as exc:
         raise AuthDirError(
             where, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
-    except _DuplicateKeyError as exc:
-        raise AuthDirError(where, f"invalid JSON: duplicate key {exc.args[0]!r}") from None
     except RecursionError:
         raise AuthDirError(where, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # _StrictJsonError, or anything else the decoder refuses
+        raise AuthDirError(where, f"invalid JSON: {exc}") from None
 
 
 def _read_identity(dir_fd: int, dir_path: str) -> SelfIdentity:
@@ -196,6 +226,8 @@ def read_auth_dir(path: str | os.PathLike[str]) -> AuthDir:
         raise AuthDirError(dir_path, "auth dir does not exist") from None
     except OSError as exc:
         raise AuthDirError(dir_path, f"auth dir cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # a NUL byte or a lone surrogate: no file has such a name
+        raise AuthDirError(dir_path, f"auth dir path cannot name a file ({exc})") from None
     if stat.S_ISLNK(info.st_mode):
         raise AuthDirError(
             dir_path, "auth dir is a symbolic link; heirline never follows links (pass its target)"
@@ -207,7 +239,10 @@ def read_auth_dir(path: str | os.PathLike[str]) -> AuthDir:
     except OSError as exc:  # pragma: no cover - only when the dir is swapped after lstat
         raise AuthDirError(dir_path, f"auth dir cannot be opened ({exc.strerror})") from None
     try:
-        names = os.listdir(dir_fd)
+        try:
+            names = os.listdir(dir_fd)
+        except OSError as exc:  # pragma: no cover - an I/O error on a dir just opened
+            raise AuthDirError(dir_path, f"auth dir cannot be listed ({exc.strerror})") from None
         identity = _read_identity(dir_fd, dir_path)
         mapping = _read_mapping(dir_fd, dir_path, names)
     finally:

@@ -20,13 +20,24 @@ Subparsers = Any
 # --------------------------------------------------------------------------- demo
 
 
-def _positive_float(text: str) -> float:
+def _demo_speed(text: str) -> float:
+    """``--speed`` of the demo: finite, from real time up to what its script can honour."""
+    from heirline.adapters.aio import LOOP_RESOLUTION_MS, speed_problem
+    from heirline.adapters.demo import MAX_SPEED, SHORTEST_STEP_MS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    problem = speed_problem(value, MAX_SPEED)
+    if problem is not None and value > MAX_SPEED:
+        problem += (
+            f" (faster, one tick of the event loop ({LOOP_RESOLUTION_MS} ms) spans more than "
+            f"the demo's shortest step, {SHORTEST_STEP_MS} engine ms from reply ready to "
+            "health check, and the incident's timing is lost)"
+        )
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -41,7 +52,7 @@ def _port(text: str) -> int:
 
 
 def _add_demo(sub: Subparsers) -> None:
-    from heirline.adapters.demo import DEFAULT_SEED, DEFAULT_SPEED
+    from heirline.adapters.demo import DEFAULT_SEED, DEFAULT_SPEED, MAX_SPEED
 
     p = sub.add_parser(
         "demo",
@@ -52,9 +63,10 @@ def _add_demo(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--speed",
-        type=_positive_float,
+        type=_demo_speed,
         default=DEFAULT_SPEED,
-        help=f"engine ms per real ms (1 = real time; default {DEFAULT_SPEED:g})",
+        help=f"engine ms per real ms, 1 (real time) to {MAX_SPEED:g} (default {DEFAULT_SPEED:g}; "
+        "faster, one 1 ms event-loop tick spans more than the script's shortest step)",
     )
     p.add_argument("--json", action="store_true", help="print a machine-readable outcome")
     p.add_argument(

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from heirline.adapters.aio import AsyncGateway
+from heirline.adapters.aio import LOOP_RESOLUTION_MS, AsyncGateway
 from heirline.adapters.channel import ChannelServer, Identity, Ledger
 from heirline.adapters.fake import (
     At,
@@ -42,6 +42,7 @@ from heirline.adapters.fake import (
     GatewayBase,
     ReplyOutcome,
     Script,
+    ScriptTimeout,
     TimelineEntry,
     Until,
 )
@@ -52,6 +53,8 @@ from heirline.core.health import HealthConfig
 __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_SPEED",
+    "MAX_SPEED",
+    "SHORTEST_STEP_MS",
     "ActResult",
     "Check",
     "DemoError",
@@ -86,6 +89,13 @@ HEALTH_AFTER_CLOSE = 114
 #: From OpenSocket to connecting: the controller boots and reads its auth dir.
 BOOT_MS = 1_468
 WAIT_MS = 60_000
+#: The shortest interval the script must honour: the reply becomes ready 60 ms after the
+#: 408 and the health check comes 114 ms after it, 54 ms later.
+SHORTEST_STEP_MS = HEALTH_AFTER_CLOSE - READY_AFTER_CLOSE
+#: The fastest speed that honours it: one loop tick (LOOP_RESOLUTION_MS of real time) must
+#: not span more engine time than the shortest step, or the ready and the health check --
+#: and the I/O between them -- land in the same tick and the incident's timing is lost.
+MAX_SPEED = SHORTEST_STEP_MS / LOOP_RESOLUTION_MS
 
 
 class DemoError(Exception):
@@ -393,7 +403,11 @@ def run_demo(
     err: TextIOBase | TextIO | None = None,
     runner: Callable[[DemoOptions], list[ActResult]] | None = None,
 ) -> int:
-    """Run both acts and print them; 0 if every promise held, 1 if not, 2 if it could not run."""
+    """Run both acts and print them; 0 if every promise held, 1 if not, 2 if it could not run.
+
+    An act that does not finish in time (a machine too busy for the speed) is a
+    promise not shown: a message on ``err`` and 1, never a traceback.
+    """
     out = sys.stdout if out is None else cast(TextIO, out)
     err = sys.stderr if err is None else cast(TextIO, err)
     started = time.monotonic()
@@ -402,6 +416,13 @@ def run_demo(
     except DemoError as exc:
         print(f"heirline demo: {exc}", file=err)
         return 2
+    except (ScriptTimeout, TimeoutError) as exc:
+        print(
+            f"heirline demo: an act did not finish ({exc or 'timed out'}); "
+            f"the machine may be too busy for --speed {options.speed:g}, try a lower one",
+            file=err,
+        )
+        return 1
     ok = all(act.ok for act in acts)
     if options.json:
         doc = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import re
 import sys
@@ -30,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from heirline.adapters.aio import AsyncGateway
+from heirline.adapters.aio import AsyncGateway, speed_problem
 from heirline.adapters.channel import ChannelServer, Ledger
 from heirline.adapters.fake import (
     At,
@@ -45,7 +46,7 @@ from heirline.adapters.fake import (
 )
 from heirline.core.backoff import BackoffConfig
 from heirline.core.engine import EngineConfig
-from heirline.core.errors import HeirlineError
+from heirline.core.errors import HeirlineError, JidError, MappingConflictError
 from heirline.core.events import (
     HealthCheck,
     MappingLearned,
@@ -55,7 +56,9 @@ from heirline.core.events import (
     Stop,
 )
 from heirline.core.health import HealthConfig
+from heirline.core.identity import LidMapping, SelfIdentity
 from heirline.core.lifecycle import LifecycleConfig
+from heirline.core.wire import MAX_WIRE_INT
 
 __all__ = [
     "ACTIONS",
@@ -79,6 +82,12 @@ VIAS = frozenset({"origin", "successor"})
 KINDS = frozenset({"text", "media", "group_metadata", "read_receipt"})
 DEFAULT_TIMEOUT_MS = 600_000
 DEFAULT_SPEED = 20.0
+#: The longest engine-time span one key may give: a day (what an "HH:MM:SS.mmm" time covers).
+#: It bounds every wait (``timeout_ms``), step time (``at``, ``after``), capture deadline and
+#: latency, so a scenario cannot wait forever.
+MAX_SPAN_MS = 86_400_000
+#: Larger scenario files are refused (the examples are 2-3 KiB).
+MAX_FILE_BYTES = 1 << 20
 
 #: action -> (required keys, optional keys); ``at``/``after``/``action``/``note`` are common.
 ACTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -120,7 +129,7 @@ _TOP = frozenset(
 )
 _EXPECT_KEYS = frozenset({"outcome", "via", "generation", "reason", "received_by"})
 _ACCOUNT_KEYS = frozenset({"name", "pn", "lid", "e164", "auth_dir"})
-_CLOCK = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$")
+_CLOCK = re.compile(r"^([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,3}))?$")
 _LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -237,7 +246,14 @@ class _Reader:
             raise self.fail(name, f"must be a string, got {_tname(value)} {value!r}")
         return value
 
-    def int_(self, name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+    def int_(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
         value = self._get(name, required)
         if value is None:
             return None
@@ -245,7 +261,27 @@ class _Reader:
             raise self.fail(name, f"must be an integer, got {_tname(value)} {value!r}")
         if minimum is not None and value < minimum:
             raise self.fail(name, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(name, f"must be <= {maximum}, got {value}")
         return value
+
+    def ms(self, name: str, *, minimum: int = 0) -> int | None:
+        """An engine-time span in ms: at least ``minimum``, at most :data:`MAX_SPAN_MS` (a day)."""
+        return self.int_(name, minimum=minimum, maximum=MAX_SPAN_MS)
+
+    def identity(self) -> None:
+        """The ``pn``/``lid``/``e164`` a login shows must be a valid self identity."""
+        forms = {k: self.str_(k) for k in ("pn", "lid", "e164")}
+        for key, value in forms.items():
+            if value is not None:
+                try:
+                    SelfIdentity.parse(**{key: value})
+                except JidError as exc:
+                    raise self.fail(key, f"not a valid self identity: {exc}") from None
+        try:
+            SelfIdentity.parse(**forms)
+        except JidError as exc:
+            raise self.fail("e164", f"not a valid self identity: {exc}") from None
 
     def table_(self, name: str) -> _Reader | None:
         value = self._get(name, False)
@@ -273,7 +309,17 @@ class _Reader:
                     f"{self.key(name)}[{i}]",
                     f'must be a ["pn jid", "lid jid"] pair of strings, got {pair!r}',
                 )
+            try:
+                LidMapping.from_pairs([(pair[0], pair[1])])
+            except JidError as exc:
+                raise ScenarioError(
+                    self.path, f"{self.key(name)}[{i}]", f"not a valid PN<->LID pair: {exc}"
+                ) from None
             out.append((pair[0], pair[1]))
+        try:
+            LidMapping.from_pairs(out)
+        except MappingConflictError as exc:
+            raise self.fail(name, f"the pairs contradict each other: {exc}") from None
         return tuple(out)
 
 
@@ -297,14 +343,36 @@ def _time(reader: _Reader, name: str, base_ms: int) -> int | None:
         match = _CLOCK.match(value)
         if match is None:
             raise reader.fail(name, f'must be ms or "HH:MM:SS.mmm", got {value!r}')
-        h, m, s, frac = match.groups()
-        ms = ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int((frac or "0").ljust(3, "0"))
+        h, m, s = (int(x) for x in match.groups()[:3])
+        if h > 23 or m > 59 or s > 59:
+            raise reader.fail(name, f"{value!r} is not a time of day (HH 00-23, MM and SS 00-59)")
+        ms = ((h * 60 + m) * 60 + s) * 1000 + int((match.group(4) or "0").ljust(3, "0"))
         if name == "at":
             ms -= base_ms
         if ms < 0:
             raise reader.fail(name, f"{value!r} is before clock_base")
         return ms
-    return reader.int_(name, minimum=0)
+    return reader.ms(name)
+
+
+def _check_numbers(doc: Mapping[str, Any], path: str) -> None:
+    """One rule for every number in the file, whatever its key: integers within
+    +-MAX_WIRE_INT (what every binding holds), floats finite. Walked without recursion."""
+    stack: list[tuple[str, object]] = [(k, v) for k, v in doc.items()][::-1]
+    while stack:  # depth first, in file order
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend([(f"{where}.{k}", v) for k, v in value.items()][::-1])
+        elif isinstance(value, list):
+            stack.extend([(f"{where}[{i}]", v) for i, v in enumerate(value)][::-1])
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and abs(value) > MAX_WIRE_INT:
+            raise ScenarioError(
+                path, where, f"integer {value} is outside +-{MAX_WIRE_INT} (2**53-1)"
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ScenarioError(path, where, f"must be a finite number, got {value}")
 
 
 def _dataclass_overrides(
@@ -327,6 +395,7 @@ def _dataclass_overrides(
         elif isinstance(default, float):
             if not isinstance(value, int | float) or isinstance(value, bool):
                 raise reader.fail(name, f"must be a number, got {_tname(value)} {value!r}")
+            value = float(value)  # `jitter = 0` is a number too; the dataclass wants a float
         elif isinstance(default, int) or default is None:
             if not isinstance(value, int) or isinstance(value, bool):
                 hint = " (or false to turn it off)" if name == "retry_grace_ms" else ""
@@ -376,6 +445,12 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         match = _LINE.search(msg)
         where = f"line {match.group(1)}, column {match.group(2)}" if match else "TOML syntax"
         raise ScenarioError(path, where, f"invalid TOML: {_LINE.sub('', msg).strip()}") from None
+    except RecursionError:
+        raise ScenarioError(path, "TOML syntax", "invalid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. Python's int() limit: an integer of over 4300 digits
+        problem = str(exc).split(";", 1)[0]
+        raise ScenarioError(path, "TOML syntax", f"invalid TOML: {problem}") from None
+    _check_numbers(doc, path)
     top = _Reader(path, doc, "")
     top.only(_TOP)
     config = _engine_config(top)
@@ -383,12 +458,11 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     if top.has("clock_base"):
         base = _time(top, "clock_base", 0) or 0
     speed_value = doc.get("speed", DEFAULT_SPEED)
-    if (
-        not isinstance(speed_value, int | float)
-        or isinstance(speed_value, bool)
-        or speed_value <= 0
-    ):
-        raise top.fail("speed", f"must be a number > 0, got {speed_value!r}")
+    if not isinstance(speed_value, int | float) or isinstance(speed_value, bool):
+        raise top.fail("speed", f"must be a number, got {_tname(speed_value)} {speed_value!r}")
+    too_fast_or_slow = speed_problem(speed_value)
+    if too_fast_or_slow is not None:
+        raise top.fail("speed", too_fast_or_slow)
 
     accounts = _accounts(top)
     names = {a.name for a in accounts}
@@ -416,11 +490,11 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         mapping=top.pairs("mapping"),
         seed=top.int_("seed") or 0,
         clock_base_ms=base,
-        boot_ms=_opt(top.int_("boot_ms", minimum=0), 0),
-        connect_ms=_opt(top.int_("connect_ms", minimum=0), 5),
-        ack_ms=_opt(top.int_("ack_ms", minimum=0), 5),
+        boot_ms=_opt(top.ms("boot_ms"), 0),
+        connect_ms=_opt(top.ms("connect_ms"), 5),
+        ack_ms=_opt(top.ms("ack_ms"), 5),
         speed=float(speed_value),
-        timeout_ms=_opt(top.int_("timeout_ms", minimum=1), DEFAULT_TIMEOUT_MS),
+        timeout_ms=_opt(top.ms("timeout_ms", minimum=1), DEFAULT_TIMEOUT_MS),
     )
 
 
@@ -445,6 +519,7 @@ def _accounts(top: _Reader) -> tuple[Account, ...]:
         assert name is not None
         if any(a.name == name for a in out):
             raise r.fail("name", f"account {name!r} is declared twice")
+        r.identity()
         out.append(Account(name, r.str_("pn"), r.str_("lid"), r.str_("e164"), r.pairs("auth_dir")))
     if not out:
         raise top.fail("accounts", "missing: declare at least one [[accounts]]")
@@ -467,7 +542,14 @@ def _steps(top: _Reader, accounts: set[str], base: int) -> tuple[Step, ...]:
             r.str_(name)
         for name in ("generation", "status"):
             r.int_(name, minimum=0)
-        r.int_("deadline_ms", minimum=1)
+        r.ms("deadline_ms", minimum=1)
+        if action in ("relink", "login_as"):
+            r.identity()
+        if action == "learn_mapping":
+            try:
+                LidMapping.from_pairs([(str(r.table["pn"]), str(r.table["lid"]))])
+            except JidError as exc:
+                raise ScenarioError(r.path, r.where, f"not a valid PN<->LID pair: {exc}") from None
         if r.has("pairs"):
             r.pairs("pairs")
         if r.has("auth_dir"):
@@ -494,7 +576,7 @@ def _steps(top: _Reader, accounts: set[str], base: int) -> tuple[Step, ...]:
                 _time(r, "at", base),
                 _time(r, "after", base),
                 r.str_("note"),
-                r.int_("timeout_ms", minimum=1),
+                r.ms("timeout_ms", minimum=1),
             )
         )
     if not out:
@@ -534,9 +616,13 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and parse a scenario file; unreadable files are a :class:`ScenarioError` too."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL byte in the path
         raise ScenarioError(name, "file", f"cannot read: {exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(name, "file", f"is larger than {MAX_FILE_BYTES} bytes")
     return parse_scenario(text, name)
 
 
@@ -898,10 +984,26 @@ def add_run_parser(
     p.add_argument("--real", action="store_true", help="run on loopback sockets (asyncio)")
     p.add_argument("--json", action="store_true", help="print a machine-readable outcome")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-    p.add_argument("--speed", type=float, default=None, help="with --real: engine ms per real ms")
+    p.add_argument(
+        "--speed",
+        type=_speed_arg,
+        default=None,
+        help="with --real: engine ms per real ms, 1 (real time) to 1000",
+    )
     p.add_argument("--quiet", action="store_true", help="omit the timeline")
     p.add_argument("--no-color", action="store_true", help="plain text output")
     p.set_defaults(handler=run_command)
+
+
+def _speed_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = speed_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -> int:
@@ -917,8 +1019,9 @@ def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -
         print(f"heirline run: {exc}", file=err)
         return 2
     speed = getattr(args, "speed", None)
-    if speed is not None and not speed > 0:
-        print(f"heirline run: --speed must be > 0, got {speed}", file=err)
+    problem = None if speed is None else speed_problem(speed)
+    if problem is not None:
+        print(f"heirline run: --speed {problem}", file=err)
         return 2
     seed = getattr(args, "seed", None)
     if getattr(args, "real", False):

@@ -10,8 +10,12 @@ One JSON object per line in, exactly one JSON object per line out, in order
   answer is ``{"id": ..., "effects": [...]}`` -- or, for a line that cannot be used,
   ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``.
 
-Bad input never ends the session and never touches the engine's state. EOF
-ends it: exit status 0 and a one-line summary on stderr.
+Bad input never ends the session and never touches the engine's state: any
+JSON value in any position gets an error line, never an exception. Only if the
+engine itself raises (a bug) does the session stop serving: it answers that line
+``internal_error`` and every later one ``engine_broken``, since the engine may be
+half-updated. EOF ends it: a one-line summary on stderr, exit status 0 (1 if the
+engine broke).
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ from heirline.core.backoff import BackoffConfig
 from heirline.core.effects import Effect, Rejected
 from heirline.core.engine import Engine, EngineConfig
 from heirline.core.errors import HeirlineError, WireError
-from heirline.core.events import EVENT_TYPES
+from heirline.core.events import EVENT_TYPES, Event
 from heirline.core.health import HealthConfig
 from heirline.core.identity import LidMapping
 from heirline.core.lifecycle import LifecycleConfig
-from heirline.core.wire import JsonValue, decode_event, encode
+from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
 PROTOCOL: Final = 2
 """The protocol version this server speaks."""
@@ -73,6 +77,7 @@ ERROR_CODES: Final = (
     "unknown_event_type",
     "bad_event",
     "internal_error",
+    "engine_broken",
 )
 
 
@@ -165,7 +170,7 @@ def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
     if isinstance(value, bool):
         return "boolean" in kinds
     if isinstance(value, int):
-        return "integer" in kinds or "number" in kinds
+        return ("integer" in kinds or "number" in kinds) and abs(value) <= MAX_WIRE_INT
     if isinstance(value, float):
         return "number" in kinds
     if isinstance(value, list):
@@ -191,9 +196,12 @@ def _build(cls: type, data: object, where: str) -> Any:
             continue
         value = data[name]
         if not _json_type_ok(value, kinds):
-            raise ProtocolError(
-                "bad_hello", f"{where}.{name}: expected {' or '.join(kinds)}, got {value!r}"
+            what = (
+                _expected_int(value)
+                if type(value) is int
+                else f"expected {' or '.join(kinds)}, got {value!r}"
             )
+            raise ProtocolError("bad_hello", f"{where}.{name}: {what}")
         if is_list:
             value = frozenset(value)
         elif type(value) is int and "number" in kinds:
@@ -251,6 +259,8 @@ class Session:
         self.clock = "host"
         self._origin = 0
         self._last_now: int | None = None
+        self.broken: str | None = None
+        """Why the session stopped serving (the engine raised), or None while it serves."""
         self.lines = 0
         self.events = 0
         self.errors = 0
@@ -260,7 +270,11 @@ class Session:
 
     def _error(self, rid: object, code: str, message: str) -> bytes:
         self.errors += 1
-        body = {"id": rid, "error": {"line": self.lines, "code": code, "message": message}}
+        if self.broken is not None and code != "internal_error":
+            code, message = "engine_broken", self.broken
+        # An error line must always go out: a message that is not valid UTF-8 is escaped.
+        text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+        body = {"id": rid, "error": {"line": self.lines, "code": code, "message": text}}
         return orjson.dumps(body) + b"\n"
 
     def too_long(self, length: int) -> bytes:
@@ -274,16 +288,29 @@ class Session:
 
     def summary(self) -> str:
         """The one-line summary written to stderr at EOF."""
-        return (
+        text = (
             f"heirline serve: {self.lines} lines, {self.events} events, "
             f"{self.errors} errors, {self.rejected} rejected"
         )
+        return text if self.broken is None else f"{text}; {self.broken}"
 
     # ---------------------------------------------------------------- input
 
     def feed(self, line: bytes) -> bytes:
-        """Handle one input line (without its newline); return its one answer line."""
+        """Handle one input line (without its newline); return its one answer line.
+
+        Never raises: whatever the line holds, the answer is one line. An exception
+        out of the engine (a bug) breaks the session for good (see :attr:`broken`).
+        """
         self.lines += 1
+        if self.broken is not None:
+            return self._error(_peek_id(line), "engine_broken", self.broken)
+        try:
+            return self._feed(line)
+        except Exception as err:  # a bug outside the engine: the line is dropped, state intact
+            return self._error(None, "internal_error", _describe(err))
+
+    def _feed(self, line: bytes) -> bytes:
         try:
             msg = orjson.loads(line)
         except orjson.JSONDecodeError as err:
@@ -318,7 +345,7 @@ class Session:
             raise ProtocolError("bad_hello", f"hello: unknown field(s) {', '.join(unknown)}")
         proto = hello.get("protocol")
         if not _is_int(proto):
-            raise ProtocolError("bad_hello", f"hello.protocol: expected integer, got {proto!r}")
+            raise ProtocolError("bad_hello", f"hello.protocol: {_expected_int(proto)}")
         if proto not in SUPPORTED_PROTOCOLS:
             raise ProtocolError(
                 "unsupported_protocol",
@@ -326,7 +353,7 @@ class Session:
             )
         seed = hello.get("seed")
         if not _is_int(seed):
-            raise ProtocolError("bad_hello", f"hello.seed: expected integer, got {seed!r}")
+            raise ProtocolError("bad_hello", f"hello.seed: {_expected_int(seed)}")
         clock = hello.get("clock", "host")
         if clock not in CLOCKS:
             raise ProtocolError(
@@ -351,7 +378,8 @@ class Session:
         rid = msg.get("id")
         if not _valid_id(rid):
             raise ProtocolError(
-                "bad_envelope", f"id: expected integer, string or null, got {rid!r}"
+                "bad_envelope",
+                f"id: expected an integer within +-{MAX_WIRE_INT}, a string or null, got {rid!r}",
             )
         monotonic = self.clock == "monotonic"
         if monotonic:
@@ -360,10 +388,13 @@ class Session:
             now = self._monotonic_ms() - self._origin
         else:
             raw = msg.get("now")
-            if not _is_int(raw) or raw < 0:  # type: ignore[operator]
-                what = "missing" if raw is None else f"expected a non-negative integer, got {raw!r}"
-                raise ProtocolError("bad_now", f"now: {what}")
-            assert isinstance(raw, int)
+            if raw is None:
+                raise ProtocolError("bad_now", "now: missing")
+            if not _is_int(raw) or not isinstance(raw, int) or raw < 0:
+                what = _expected_int(raw, "a non-negative") if not _is_int(raw) else None
+                raise ProtocolError(
+                    "bad_now", f"now: {what or f'expected a non-negative integer, got {raw}'}"
+                )
             now = raw
         last = self._last_now
         if last is not None and now < last:
@@ -373,7 +404,7 @@ class Session:
             what = "missing" if data is None else f"expected an object, got {_kind(data)}"
             raise ProtocolError("bad_event", f"event: {what}")
         tag = data.get("type")
-        if tag not in _EVENT_TAGS:
+        if not isinstance(tag, str) or tag not in _EVENT_TAGS:
             known = ", ".join(sorted(_EVENT_TAGS))
             raise ProtocolError(
                 "unknown_event_type", f"event.type: unknown {tag!r} (known: {known})"
@@ -383,28 +414,56 @@ class Session:
         except WireError as err:
             raise ProtocolError("bad_event", f"event: {err}") from err
         try:
-            effects = engine.handle(event, now)
-        except Exception as err:
-            raise ProtocolError("internal_error", f"{type(err).__name__}: {err}") from err
-        self._last_now = now
+            return self._apply(engine, event, now, rid)
+        except Exception as err:  # the engine may be half-updated: stop serving it
+            self.broken = (
+                f"the engine failed on line {self.lines} ({_describe(err)}); its state may be "
+                "half-updated, so this session answers nothing more: restart the server"
+            )
+            return self._error(rid, "internal_error", _describe(err))
+
+    def _apply(self, engine: Engine, event: Event, now: int, rid: object) -> bytes:
+        """Hand one decoded event to the engine and encode its answer."""
+        effects = engine.handle(event, now)
         self.events += 1
-        out: list[JsonValue] = []
-        for effect in effects:
-            if type(effect) is Rejected:
-                self.rejected += 1
-            out.append(encode(effect))
-        body: dict[str, object] = {"id": rid, "effects": out}
-        if monotonic:
+        rejected = sum(type(effect) is Rejected for effect in effects)
+        self.rejected += rejected
+        if not rejected:  # a rejected event changed nothing, so it does not move the clock either
+            self._last_now = now
+        body: dict[str, object] = {"id": rid, "effects": [encode(e) for e in effects]}
+        if self.clock == "monotonic":
             body["now"] = now
         return orjson.dumps(body) + b"\n"
 
 
 def _is_int(value: object) -> bool:
-    return type(value) is int
+    """An integer every binding holds exactly (not a boolean; within +-MAX_WIRE_INT)."""
+    return type(value) is int and abs(value) <= MAX_WIRE_INT
+
+
+def _expected_int(value: object, which: str = "an") -> str:
+    # orjson reads an integer beyond 64 bits as a float: name the range for both.
+    if (type(value) is int or type(value) is float) and abs(value) > MAX_WIRE_INT:
+        return f"number {value!r} is outside +-{MAX_WIRE_INT} (2**53-1)"
+    return f"expected {which} integer, got {value!r}"
 
 
 def _valid_id(value: object) -> bool:
-    return value is None or type(value) is int or type(value) is str
+    return value is None or _is_int(value) or type(value) is str
+
+
+def _peek_id(line: bytes) -> object:
+    """The line's ``id`` if it is a JSON object with a usable one, else None (never raises)."""
+    try:
+        msg = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    rid = msg.get("id") if type(msg) is dict else None
+    return rid if _valid_id(rid) else None
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
 
 
 def _kind(value: object) -> str:
@@ -458,7 +517,10 @@ def serve(
     session: Session | None = None,
     max_line: int = MAX_LINE_BYTES,
 ) -> int:
-    """Run one session until EOF on ``stdin``; return the exit status (0 on a clean EOF).
+    """Run one session until EOF on ``stdin``; return the exit status.
+
+    0 on a clean EOF; 1 if the host closed the output pipe or the engine broke
+    (:attr:`Session.broken`: every line after the failure was answered ``engine_broken``).
 
     Input is read in chunks of whatever is available, every complete line of a
     chunk is answered, then the answers are written and flushed together: a
@@ -511,7 +573,7 @@ def serve(
         print(f"{session.summary()} (host closed the output pipe)", file=stderr, flush=True)
         return 1
     print(session.summary(), file=stderr, flush=True)
-    return 0
+    return 0 if session.broken is None else 1
 
 
 # ------------------------------------------------------------------ CLI

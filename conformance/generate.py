@@ -271,7 +271,18 @@ def protocol_errors() -> Vector:
     v.raw(b'{"id": 14, "now": 200}')
     v.raw(b'{"id": 15, "now": 200, "event": {"type": "health_check"}, "extra": true}')
     v.raw(b'{"id": [15], "now": 200, "event": {"type": "health_check"}}')
-    v.event(200, ev.Stop(account="acct", generation=9))  # the engine's own rejection
+    v.raw(b'{"id": 16, "now": 200, "event": {"type": ["start"]}}')  # any JSON value, any place
+    # integers beyond 2**53-1 (what every binding holds exactly) are refused at decode
+    v.raw(b'{"id": 17, "now": 9007199254740992, "event": {"type": "health_check"}}')
+    v.raw(b'{"id": 18, "now": 18446744073709551000, "event": {"type": "start", "account": "b"}}')
+    v.raw(b'{"id": 9007199254740992, "now": 200, "event": {"type": "health_check"}}')
+    v.raw(
+        b'{"id": 19, "now": 200, "event": '
+        b'{"type": "stop", "account": "acct", "generation": 9007199254740992}}'
+    )
+    # the engine's own rejection, at the largest now: it changes nothing, not even the clock
+    v.event(9007199254740991, ev.Stop(account="acct", generation=9))
+    v.event(200, ev.Stop(account="acct", generation=9))
     v.event(300, ev.Stop(account="acct", generation=1))
     return v
 

@@ -41,6 +41,10 @@ M = TypeVar("M", Event, Effect)
 
 _SCALARS: Final = (str, int, float, bool)
 
+#: The largest integer magnitude a message may carry: every binding holds it exactly
+#: (JavaScript's numbers are doubles, exact up to ``2**53 - 1`` = ``Number.MAX_SAFE_INTEGER``).
+MAX_WIRE_INT: Final = 2**53 - 1
+
 
 def timer_key(timer: Timer) -> str:
     """The string form of a timer identity."""
@@ -56,7 +60,10 @@ def timer_key(timer: Timer) -> str:
 def _key_number(key: str, text: str) -> int:
     if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 16:
         raise WireError(f"timer key {key!r}: {text!r} is not a positive decimal number")
-    return int(text)
+    number = int(text)
+    if number > MAX_WIRE_INT:
+        raise WireError(f"timer key {key!r}: {number} is outside 1..{MAX_WIRE_INT} (2**53-1)")
+    return number
 
 
 def parse_timer_key(key: str) -> Timer:
@@ -135,6 +142,11 @@ def encode(message: Event | Effect) -> dict[str, JsonValue]:
     return out
 
 
+def wire_int_ok(value: object) -> bool:
+    """Whether ``value`` is not an integer, or one within ``-MAX_WIRE_INT..MAX_WIRE_INT``."""
+    return isinstance(value, bool) or not isinstance(value, int) or abs(value) <= MAX_WIRE_INT
+
+
 def _check(cls: type, f: _Field, value: object) -> object:
     where = f"{getattr(cls, 'type', cls.__name__)}.{f.name}"
     if value is None:
@@ -146,6 +158,9 @@ def _check(cls: type, f: _Field, value: object) -> object:
             isinstance(k, str) and (v is None or isinstance(v, _SCALARS)) for k, v in value.items()
         ):
             raise WireError(f"{where}: expected an object of scalars, got {value!r}")
+        for k, v in value.items():
+            if not wire_int_ok(v):
+                raise WireError(f"{where}.{k}: integer {v} is outside +-{MAX_WIRE_INT} (2**53-1)")
         return dict(value)
     if f.codec == "enum":
         allowed = [m.value for m in typing.cast(type[enum.Enum], f.kinds[0])]
@@ -160,6 +175,9 @@ def _check(cls: type, f: _Field, value: object) -> object:
     if isinstance(value, bool) != (bool in f.kinds) or not isinstance(value, f.kinds):
         names = " or ".join(k.__name__ for k in f.kinds)
         raise WireError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+    # One rule for every integer field: only values every binding holds exactly.
+    if not wire_int_ok(value):
+        raise WireError(f"{where}: integer {value} is outside +-{MAX_WIRE_INT} (2**53-1)")
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from heirline.adapters.aio import AsyncGateway
+from heirline.adapters.aio import MAX_SPEED, MIN_SPEED, AsyncGateway, speed_problem
 from heirline.adapters.channel import ChannelServer
 from heirline.adapters.demo import (
     ACCOUNT,
@@ -180,3 +180,28 @@ def test_script_timeout_on_the_loop() -> None:
 def test_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="speed"):
         AsyncGateway.over_channel(1234, random=random.random, speed=0)
+
+
+@pytest.mark.parametrize(
+    ("speed", "fragment"),
+    [
+        (float("inf"), "must be a finite number, got inf"),
+        (float("nan"), "must be a finite number, got nan"),
+        (1e9, "between 1 (real time) and 1000, got 1e+09"),
+        (1e306, "between 1 (real time) and 1000"),
+        (0.5, "got 0.5"),
+        (-1, "got -1"),
+        (MAX_SPEED + 0.001, "and 1000"),
+    ],
+)
+def test_speed_must_be_finite_and_within_what_the_loop_honours(speed: float, fragment: str) -> None:
+    """An infinite speed used to overflow the engine clock (int(inf)) mid-run."""
+    with pytest.raises(ValueError, match="speed") as caught:
+        AsyncGateway.over_channel(1234, random=random.random, speed=speed)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("speed", [MIN_SPEED, 20, MAX_SPEED])
+def test_speeds_within_the_bounds_are_taken(speed: float) -> None:
+    assert speed_problem(speed) is None
+    assert AsyncGateway.over_channel(1234, random=random.random, speed=speed).speed == speed

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from heirline.adapters.authdir import MAX_FILE_BYTES, AuthDir, AuthDirError, read_auth_dir
 from heirline.core.errors import HeirlineError
@@ -404,3 +407,163 @@ def test_dot_dot_or_slash_in_a_derived_name_is_refused(tmp_path: Path, value: st
 def test_mapping_file_name_with_a_non_numeric_user_is_refused(tmp_path: Path, name: str) -> None:
     root = make_dir(tmp_path / "auth", extra={name: json.dumps(LID_USER)})
     expect_error(root, name, "in the file name is not numeric; refused")
+
+
+# --- hostile numbers, paths and names: every failure is an AuthDirError ----------------
+
+
+@pytest.mark.parametrize(
+    "name", ["creds.json", f"lid-mapping-{PN_USER}.json", f"lid-mapping-{LID_USER}_reverse.json"]
+)
+def test_a_5000_digit_number_is_an_auth_dir_error(tmp_path: Path, name: str) -> None:
+    """Python's int() limit used to escape as a ValueError."""
+    root = paired(tmp_path / "auth")
+    (root / name).write_text('{"me": ' + "7" * 5000 + "}" if name == "creds.json" else "7" * 5000)
+    expect_error(root, name, "invalid JSON: an integer of 5000 digits")
+
+
+def test_integers_as_long_as_javascript_writes_them_are_accepted(tmp_path: Path) -> None:
+    """JSON.stringify writes at most 21 digits (1e21 and up in exponent form)."""
+    root = paired(tmp_path / "auth")
+    me = f'{{"id": "{PN_USER}@s.whatsapp.net"}}'
+    (root / "creds.json").write_text(f'{{"me": {me}, "n": -{"9" * 21}, "f": 1e21}}')
+    assert read_auth_dir(root).identity == SelfIdentity.parse(pn=f"{PN_USER}@s.whatsapp.net")
+    (root / "creds.json").write_text(f'{{"me": {me}, "n": {"9" * 22}}}')
+    expect_error(root, "creds.json", "an integer of 22 digits (JSON from Baileys has at most 21)")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_constants_are_refused(tmp_path: Path, constant: str) -> None:
+    root = paired(tmp_path / "auth")
+    (root / "creds.json").write_text(f'{{"me": null, "x": {constant}}}')
+    expect_error(root, "creds.json", f"invalid JSON: {constant} is not JSON")
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [("auth\x00dir", "embedded null byte"), ("auth\ud800", "surrogates not allowed")],
+    ids=["nul", "lone-surrogate"],
+)
+def test_a_path_no_file_can_have_is_an_auth_dir_error(
+    tmp_path: Path, name: str, fragment: str
+) -> None:
+    with pytest.raises(AuthDirError) as info:
+        read_auth_dir(str(tmp_path / name))
+    assert info.value.file == str(tmp_path / name)
+    assert "auth dir path cannot name a file" in info.value.problem
+    assert fragment in info.value.problem
+    assert str(info.value).encode("utf-8")  # printable, even with a lone surrogate in the path
+
+
+def test_a_mapping_file_name_that_is_not_utf8_is_refused_printably(tmp_path: Path) -> None:
+    root = paired(tmp_path / "auth")
+    bad = os.fsencode(root) + b"/lid-mapping-\xff.json"
+    with open(bad, "wb") as handle:
+        handle.write(b'"123"')
+    with pytest.raises(AuthDirError) as info:
+        read_auth_dir(root)
+    assert info.value.file == str(root / os.fsdecode(b"lid-mapping-\xff.json"))
+    assert "in the file name is not numeric; refused" in info.value.problem
+    assert "lid-mapping-\\udcff.json" in str(info.value)
+    assert str(info.value).encode("utf-8")
+
+
+def test_deeply_nested_mapping_file_is_an_auth_dir_error(tmp_path: Path) -> None:
+    name = f"lid-mapping-{PN_USER}.json"
+    root = make_dir(tmp_path / "auth", extra={name: "[" * 50_000 + "]" * 50_000})
+    expect_error(root, name, "nested too deeply")
+
+
+# --- fuzz -----------------------------------------------------------------------------
+
+_hostile_text = st.sampled_from(
+    [
+        "7" * 5000,
+        "-" + "1" * 30,
+        "NaN",
+        "-Infinity",
+        "1e99999",
+        "[" * 5000 + "]" * 5000,
+        '{"a": ' * 3000 + "1" + "}" * 3000,
+        '"\\ud800"',
+        "\ufeff{}",
+        '{"me": {"id": "1@s.whatsapp.net", "id": 2}}',
+        '{"me": {"id": "\\u0000@s.whatsapp.net"}}',
+        f'{{"me": {{"id": "{PN_USER}:1@s.whatsapp.net", "lid": "{LID_USER}:2@lid"}}}}',
+        f'"{LID_USER}"',
+        f'"{PN_USER}"',
+        '"\u0661\u0662\u0663"',  # Arabic-Indic digits: digits, but not ASCII
+        '"12³"',
+    ]
+)
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from([PN_USER, LID_USER, f"{PN_USER}@s.whatsapp.net", f"{LID_USER}@lid"]),
+)
+_json_doc = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["me", "id", "lid", "x"]) | st.text(max_size=4), inner)
+    ),
+    max_leaves=8,
+)
+_content = st.one_of(
+    st.binary(max_size=64),
+    _hostile_text.map(str.encode),
+    _json_doc.map(lambda v: json.dumps(v).encode()),  # json.dumps writes NaN and huge ints
+    _json_doc.map(lambda v: json.dumps(v).encode()[:-1]),  # truncated
+)
+_user = st.one_of(
+    st.sampled_from([PN_USER, LID_USER, OTHER_PN_USER, "0", "7" * 300, "", "..", "²", "\u0661"]),
+    st.text(alphabet="0123456789_.-x²\x00\n", max_size=8),
+)
+_mapping_name = st.builds(
+    lambda user, reverse: f"lid-mapping-{user}{'_reverse' if reverse else ''}.json",
+    _user,
+    st.booleans(),
+)
+
+
+def _write(root: Path, name: str, data: bytes) -> None:
+    try:
+        with open(os.fsencode(root) + b"/" + os.fsencode(name), "wb") as handle:
+            handle.write(data)
+    except (OSError, ValueError):  # a name no file system takes (NUL, too long, '/')
+        pass
+
+
+@given(
+    creds=st.one_of(st.none(), _content),
+    files=st.dictionaries(_mapping_name, _content, max_size=4),
+    dir_name=st.text(alphabet="ab.\x00\ud800 \udcff", min_size=1, max_size=6),
+)
+def test_fuzz_hostile_auth_dirs_give_an_auth_dir_or_an_auth_dir_error(
+    creds: bytes | None, files: dict[str, bytes], dir_name: str
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "auth"
+        root.mkdir()
+        if creds is not None:
+            _write(root, "creds.json", creds)
+        for name, data in files.items():
+            _write(root, name, data)
+        for path in (root, Path(tmp) / dir_name):
+            outcome = _read_or_error(path)
+            if isinstance(outcome, AuthDirError):
+                assert outcome.problem
+                assert str(outcome).encode("utf-8")  # printable
+            else:
+                assert all(pn.isdigit() and lid.isdigit() for pn, lid in outcome.mapping.pairs)
+
+
+def _read_or_error(path: Path) -> AuthDir | AuthDirError:
+    """The reader's outcome; any exception other than AuthDirError propagates (and fails)."""
+    try:
+        return read_auth_dir(path)
+    except AuthDirError as error:
+        return error

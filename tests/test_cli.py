@@ -69,6 +69,38 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("speed", "message"),
+    [
+        ("1e9", "must be between 1 (real time) and 54, got 1e+09 (faster, one tick of the event"),
+        ("inf", "must be a finite number, got inf"),
+        ("-inf", "must be a finite number, got -inf"),
+        ("nan", "must be a finite number, got nan"),
+        ("55", "and 54, got 55 (faster, one tick of the event loop (1 ms) spans more than the"),
+        ("0.5", "must be between 1 (real time) and 54, got 0.5"),
+    ],
+)
+def test_demo_speed_is_finite_and_within_what_the_script_honours(
+    speed: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--speed 1e9`` and ``--speed inf`` used to crash mid-run; now a usage error, exit 2."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--json", f"--speed={speed}"])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "argument --speed: " in captured.err
+    assert message in " ".join(captured.err.split())
+    assert captured.out == ""
+
+
+def test_demo_help_states_the_speed_range(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "1 (real time) to 54" in help_text
+    assert "shortest step" in help_text
+
+
 def test_subcommands_are_a_table() -> None:
     parser = cli.build_parser()
     assert parser.parse_args(["demo"]).handler is cli._cmd_demo

@@ -6,10 +6,13 @@ import io
 
 import orjson
 
+from heirline.adapters.aio import LOOP_RESOLUTION_MS
 from heirline.adapters.channel import Ledger
 from heirline.adapters.demo import (
+    MAX_SPEED,
     MESSAGE_ID,
     REPLY,
+    SHORTEST_STEP_MS,
     ActResult,
     DemoOptions,
     check_act,
@@ -17,7 +20,7 @@ from heirline.adapters.demo import (
     run_act_fake,
     run_demo,
 )
-from heirline.adapters.fake import ReplyOutcome
+from heirline.adapters.fake import ReplyOutcome, ScriptTimeout
 
 
 def _fake_runner(options: DemoOptions) -> list[ActResult]:
@@ -96,3 +99,23 @@ def test_incident_check_fails_when_the_ledger_holds_it_under_another_identity() 
 
 def test_controller_names() -> None:
     assert [controller_name(g) for g in (None, 1, 2, 26, 27)] == ["", "A", "B", "Z", "#27"]
+
+
+def test_an_act_that_does_not_finish_exits_1_with_a_message_not_a_traceback() -> None:
+    """``--speed 1e9`` used to end in a ScriptTimeout traceback; any unfinished act is a 1 now."""
+
+    def too_slow(options: DemoOptions) -> list[ActResult]:
+        raise ScriptTimeout("not reached within 60000 ms: controller A open")
+
+    out, err = io.StringIO(), io.StringIO()
+    assert run_demo(DemoOptions(speed=54), out=out, err=err, runner=too_slow) == 1
+    assert out.getvalue() == ""
+    assert "an act did not finish (not reached within 60000 ms: controller A open)" in (
+        err.getvalue()
+    )
+    assert "--speed 54" in err.getvalue()
+
+
+def test_the_speed_ceiling_is_the_shortest_step_over_one_loop_tick() -> None:
+    assert SHORTEST_STEP_MS == 54  # ready at +60 ms, health check at +114 ms after the 408
+    assert MAX_SPEED == SHORTEST_STEP_MS / LOOP_RESOLUTION_MS

@@ -8,6 +8,7 @@ if a schema starts using a keyword the checker does not know.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import orjson
@@ -197,3 +198,18 @@ def test_protocol_doc_shows_the_current_incident_transcript() -> None:
     assert incident in doc, "docs/protocol.md: paste the current conformance/incident.jsonl"
     for code in ERROR_CODES:
         assert f"`{code}`" in doc, f"docs/protocol.md does not document error {code}"
+
+
+def test_protocol_doc_lists_every_code_the_engine_rejects_with() -> None:
+    """Every literal code of a ``rejected`` effect in the core has a row in docs/protocol.md."""
+    doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    rows = doc.split("### Codes of `rejected` effects", 1)[1]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "core").glob("*.py")))
+    codes = set(re.findall(r'\b_?Rejection\(\s*"(\w+)"', source))
+    codes |= set(re.findall(r'Rejected\(\s*code="(\w+)"', source))
+    codes |= set(re.findall(r'_carried\([^)]*"(\w+)"\)', source))
+    for either in re.findall(r'code = "(\w+)" if .* else "(\w+)"', source):
+        codes |= set(either)
+    assert {"unknown_controller", "unexpected_ack", "reply_ended", "unknown_event"} <= codes
+    for code in sorted(codes):
+        assert f"| `{code}` |" in rows, f"docs/protocol.md does not list rejected code {code}"

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import json
 import subprocess
 import sys
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from heirline.adapters import stdio
 from heirline.adapters.stdio import MAX_LINE_BYTES, Session, serve
+from heirline.core.effects import Effect
+from heirline.core.events import EVENT_TYPES, Event
+from heirline.core.wire import encode
 
 HELLO = b'{"hello": {"protocol": 1, "seed": 7}}'
 START = b'{"id": 1, "now": 10, "event": {"type": "start", "account": "a"}}'
@@ -141,7 +148,7 @@ def test_bad_lines_get_errors_naming_the_line_and_state_is_untouched() -> None:
     assert summary.startswith("heirline serve: 13 lines, 3 events, 9 errors, 0 rejected")
 
 
-def test_an_engine_bug_is_reported_and_the_session_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_engine_bug_is_reported_on_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
     session = Session()
     run(HELLO, session=session)
     assert session.engine is not None
@@ -249,3 +256,383 @@ def test_the_real_process_survives_bad_input_and_exits_cleanly_on_eof() -> None:
     assert answers[3]["id"] == 1
     assert answers[4]["effects"][0]["code"] == "unknown_controller"
     assert proc.stderr.decode().strip() == "heirline serve: 5 lines, 2 events, 2 errors, 1 rejected"
+
+
+# --- hostile input: every line gets a typed answer and changes nothing ----------------
+
+
+def feed_all(session: Session, *lines: bytes) -> list[dict[str, Any]]:
+    return [orjson.loads(session.feed(line)) for line in lines]
+
+
+def started() -> Session:
+    session = Session()
+    assert "hello" in feed_all(session, HELLO)[0]
+    return session
+
+
+@pytest.mark.parametrize(
+    "tag", [["start"], {"start": 1}, {}, [], 1, 1.5, True, None, "", "Start"], ids=repr
+)
+def test_any_json_value_as_the_event_type_is_an_error_line(tag: object) -> None:
+    """``{"type": ["start"]}`` used to kill the server (an unhashable set lookup)."""
+    session = started()
+    line = orjson.dumps({"id": 1, "now": 0, "event": {"type": tag, "account": "a"}})
+    answer, after = feed_all(session, line, START)
+    assert answer["id"] == 1
+    assert answer["error"]["code"] == "unknown_event_type"
+    assert [e["type"] for e in after["effects"]][:2] == ["registered", "open_socket"]
+
+
+P = stdio.PROTOCOL
+_BIG = 2**53  # one past what every binding holds exactly
+_HUGE = 18446744073709551000  # near 2**64: its timer deadline used to overflow the encoder
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "fragment"),
+    [
+        (b'{"now": %d, "event": {"type": "health_check"}}' % _BIG, "bad_now", "2**53-1"),
+        (b'{"now": %d, "event": {"type": "start", "account": "a"}}' % _HUGE, "bad_now", "outside"),
+        (b'{"now": 123456789012345678901234567, "event": {"type": "health_check"}}', "bad_now", ""),
+        (b'{"now": -1, "event": {"type": "health_check"}}', "bad_now", "non-negative"),
+        (b'{"id": %d, "now": 1, "event": {"type": "health_check"}}' % _BIG, "bad_envelope", "id"),
+        (b'{"id": %d, "now": 1, "event": {"type": "health_check"}}' % -_BIG, "bad_envelope", "id"),
+        (
+            b'{"now": 1, "event": {"type": "stop", "account": "a", "generation": %d}}' % _BIG,
+            "bad_event",
+            "stop.generation: integer 9007199254740992 is outside",
+        ),
+        (
+            b'{"now": 1, "event": {"type": "stop", "account": "a", "generation": %d}}' % -_BIG,
+            "bad_event",
+            "stop.generation: integer -9007199254740992 is outside",
+        ),
+        (
+            b'{"now": 1, "event": {"type": "reply_captured", "reply_id": "r", "account": "a",'
+            b' "generation": 1, "chat": "c@g.us", "deadline_ms": %d}}' % _HUGE,
+            "bad_event",
+            "reply_captured.deadline_ms",
+        ),
+    ],
+)
+def test_integers_beyond_2_53_are_refused_at_decode_and_change_nothing(
+    line: bytes, code: str, fragment: str
+) -> None:
+    session = started()
+    answer, ok = feed_all(session, line, START)
+    assert answer["error"]["code"] == code
+    assert fragment in answer["error"]["message"]
+    assert "effects" in ok  # the session, its clock and its engine are as before
+
+
+@pytest.mark.parametrize(
+    ("hello", "fragment"),
+    [
+        (b'{"hello": {"protocol": %d, "seed": %d}}' % (P, _BIG), "hello.seed: number 900719925"),
+        (b'{"hello": {"protocol": %d, "seed": %d}}' % (P, -_HUGE), "hello.seed"),
+        (b'{"hello": {"protocol": %d, "seed": 1}}' % _HUGE, "hello.protocol"),
+        (
+            b'{"hello": {"protocol": %d, "seed": 1, "config": {"reply_deadline_ms": %d}}}'
+            % (P, _BIG),
+            "hello.config.reply_deadline_ms: number 9007199254740992 is outside",
+        ),
+        (
+            b'{"hello": {"protocol": %d, "seed": 1, "config": {"backoff": {"max_ms": %d}}}}'
+            % (P, _HUGE),
+            "hello.config.backoff.max_ms",
+        ),
+    ],
+)
+def test_hello_integers_beyond_2_53_are_refused(hello: bytes, fragment: str) -> None:
+    answers, _ = run(hello, HELLO, START)
+    assert error(answers[0]) == (1, "bad_hello")
+    assert fragment in answers[0]["error"]["message"]
+    assert answers[1]["hello"]["protocol"] == P
+
+
+def test_the_largest_now_on_the_wire_reaches_the_engine_and_its_answer_encodes() -> None:
+    """2**53-1 passes decode; whatever the engine answers (effects, or its own rejection of a
+    now too close to the bound for its deadlines), the answer is one normal, encodable line."""
+    session = started()
+    line = b'{"now": %d, "event": {"type": "start", "account": "a"}}' % (2**53 - 1)
+    (answer,) = feed_all(session, line)
+    assert "error" not in answer
+    assert answer["effects"]
+    assert session.broken is None
+
+
+def test_only_an_accepted_line_moves_the_clock() -> None:
+    """A rejected or refused line changes nothing, so a huge ``now`` cannot brick the session."""
+    session = started()
+    answers = feed_all(
+        session,
+        b'{"id": 1, "now": 100, "event": {"type": "start", "account": "a"}}',
+        # refused at decode: the clock stays at 100
+        b'{"id": 2, "now": %d, "event": {"type": "health_check"}}' % _HUGE,
+        # rejected by the engine (no such controller): the clock stays at 100
+        b'{"id": 3, "now": 9000000000000000, "event": {"type": "stop", "account": "zz",'
+        b' "generation": 7}}',
+        b'{"id": 4, "now": 150, "event": {"type": "health_check"}}',  # accepted: clock -> 150
+        b'{"id": 5, "now": 149, "event": {"type": "health_check"}}',
+        b'{"id": 6, "now": 150, "event": {"type": "health_check"}}',
+    )
+    assert answers[1]["error"]["code"] == "bad_now"
+    assert [e["type"] for e in answers[2]["effects"]] == ["rejected"]
+    assert answers[2]["effects"][0]["code"] == "unknown_controller"
+    assert answers[3] == {"id": 4, "effects": []}
+    assert answers[4]["error"]["code"] == "now_backwards"
+    assert "previous now 150" in answers[4]["error"]["message"]
+    assert answers[5] == {"id": 6, "effects": []}
+    assert session.rejected == 1
+
+
+def _broken_engine(session: Session, monkeypatch: pytest.MonkeyPatch, on_call: int) -> None:
+    """Make the session's engine raise on its ``on_call``-th event (a simulated engine bug)."""
+    engine = session.engine
+    assert engine is not None
+    real = engine.handle
+    calls: list[Event] = []
+
+    def handle(event: Event, now: int) -> list[Effect]:
+        calls.append(event)
+        if len(calls) == on_call:
+            raise RuntimeError("boom")
+        return real(event, now)
+
+    monkeypatch.setattr(engine, "handle", handle)
+
+
+def test_an_engine_exception_breaks_the_session_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = started()
+    _broken_engine(session, monkeypatch, on_call=2)
+    out, err = io.BytesIO(), io.StringIO()
+    lines = [
+        START,
+        b'{"id": 2, "now": 20, "event": {"type": "health_check"}}',  # the engine raises here
+        b'{"id": 3, "now": 30, "event": {"type": "health_check"}}',
+        HELLO,
+        b"{not json",
+        b"",
+        b'{"id": 4, "now": 40, "event": {"type": "start", "account": "b"}}',
+        b"x" * 200,  # too long
+    ]
+    code = serve(io.BytesIO(b"\n".join(lines) + b"\n"), out, err, session=session, max_line=100)
+    answers = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert len(answers) == len(lines)
+    assert "effects" in answers[0]
+    assert answers[1]["id"] == 2
+    assert answers[1]["error"]["code"] == "internal_error"
+    assert "RuntimeError: boom" in answers[1]["error"]["message"]
+    assert [a["id"] for a in answers[2:]] == [3, None, None, None, 4, None]  # echoed if readable
+    for line_no, answer in enumerate(answers[2:], start=4):
+        assert error(answer) == (line_no, "engine_broken")
+        assert "failed on line 3 (RuntimeError: boom)" in answer["error"]["message"]
+        assert "restart" in answer["error"]["message"]
+    assert code == 1  # the host learns from the exit status too
+    assert "failed on line 3" in err.getvalue()
+    assert session.broken is not None
+
+
+def test_answers_computed_in_one_read_survive_a_failed_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three lines arrive in one read; the second one's answer cannot be encoded."""
+    session = started()
+    engine = session.engine
+    assert engine is not None
+    real_handle = engine.handle
+    seen: list[int] = []
+
+    def handle(event: Event, now: int) -> list[Effect]:
+        seen.append(now)
+        return real_handle(event, now)
+
+    def broken_encode(message: Event | Effect) -> dict[str, object]:
+        out = encode(message)  # heirline.core.wire.encode, what the session calls
+        if seen[-1] == 20:  # an integer orjson cannot encode, as a 2**64 now once made
+            out["n"] = 2**64 + 5
+        return out
+
+    monkeypatch.setattr(engine, "handle", handle)
+    monkeypatch.setattr(stdio, "encode", broken_encode)
+    data = (
+        START
+        + b'\n{"id": 2, "now": 20, "event": {"type": "start", "account": "b"}}'
+        + b'\n{"id": 3, "now": 30, "event": {"type": "health_check"}}\n'
+    )
+    out, err = io.BytesIO(), io.StringIO()
+    assert serve(io.BytesIO(data), out, err, session=session) == 1
+    answers = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert len(answers) == 3
+    assert [e["type"] for e in answers[0]["effects"]][:2] == ["registered", "open_socket"]
+    assert answers[1]["id"] == 2
+    assert answers[1]["error"]["code"] == "internal_error"
+    assert "64-bit" in answers[1]["error"]["message"]
+    assert answers[2]["id"] == 3
+    assert answers[2]["error"]["code"] == "engine_broken"
+
+
+def test_a_bug_outside_the_engine_is_answered_and_the_session_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decoder bug changes nothing (the engine never saw the line): answer it, keep serving."""
+    session = started()
+
+    def broken_decode(data: object) -> object:
+        raise KeyError("decoder bug")
+
+    monkeypatch.setattr(stdio, "decode_event", broken_decode)
+    (answer,) = feed_all(session, START)
+    assert answer["error"]["code"] == "internal_error"
+    assert "KeyError" in answer["error"]["message"]
+    assert session.broken is None
+    monkeypatch.undo()
+    (answer,) = feed_all(session, START)
+    assert [e["type"] for e in answer["effects"]][:2] == ["registered", "open_socket"]
+
+
+# --- fuzz: arbitrary JSON values and arbitrary bytes ----------------------------------
+
+_EDGE_INTS = [0, 1, -1, 2**53 - 1, 2**53, -(2**53), 2**63, 2**64 - 1, 2**64, 10**30]
+_json_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(_EDGE_INTS),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+)
+_json_value = st.recursive(
+    _json_scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+# Small pools, so that generated events often name controllers and replies that exist.
+_POOLS: dict[str, st.SearchStrategy[object]] = {
+    "account": st.sampled_from(["a", "b"]),
+    "generation": st.integers(0, 3),
+    "reply_id": st.sampled_from(["r1", "r2"]),
+    "key": st.sampled_from(["health", "retry/a/1", "retry/b/2", "deadline/r1", "x"]),
+    "pn": st.sampled_from(["4915123456789@s.whatsapp.net", "4915000000001", "1@lid"]),
+    "lid": st.sampled_from(["123456789012345@lid", "123456789012345", "x"]),
+    "e164": st.none(),
+    "status": st.sampled_from([None, 401, 408, 428, 440, 500, 515]),
+    "deadline_ms": st.none(),
+    "silent_ms": st.integers(0, 10**6),
+}
+
+
+@st.composite
+def _event(draw: st.DrawFn) -> object:
+    """A well-formed event, or one whose field (or type) is any JSON value."""
+    cls = draw(st.sampled_from(EVENT_TYPES))
+    names = {f.name for f in dataclasses.fields(cls)}
+    event = draw(st.builds(cls, **{k: v for k, v in _POOLS.items() if k in names}))
+    data: dict[str, object] = encode(event)
+    how = draw(st.sampled_from(["as is", "as is", "field", "extra", "drop"]))
+    if how == "field":
+        data[draw(st.sampled_from(sorted(data)))] = draw(_json_value)
+    elif how == "extra":
+        data[draw(st.text(max_size=5))] = draw(_json_value)
+    elif how == "drop":
+        del data[draw(st.sampled_from(sorted(data)))]
+    return data
+
+
+@st.composite
+def _line(draw: st.DrawFn) -> bytes:
+    """One input line: any JSON value, or an envelope with any value in any position."""
+    if draw(st.integers(0, 5)) == 0:
+        return json.dumps(draw(_json_value)).encode()
+    envelope: dict[str, object] = {}
+    if draw(st.booleans()):
+        envelope["id"] = draw(st.one_of(st.integers(0, 9), _json_value))
+    if draw(st.integers(0, 9)):
+        envelope["now"] = draw(st.one_of(st.integers(0, 10**7), st.integers(0, 10**7), _json_value))
+    if draw(st.integers(0, 9)):
+        envelope["event"] = draw(st.one_of(_event(), _event(), _json_value))
+    if not draw(st.integers(0, 9)):
+        envelope[draw(st.sampled_from(["hello", "x", "id"]))] = draw(_json_value)
+    # json, not orjson: integers beyond 64 bits must reach the server too
+    return json.dumps(envelope).encode()
+
+
+def _one_answer(answer: bytes) -> dict[str, Any]:
+    assert answer.endswith(b"\n")
+    assert answer.count(b"\n") == 1
+    body = orjson.loads(answer)
+    assert isinstance(body, dict)
+    assert len({"hello", "effects", "error"} & set(body)) == 1, body
+    return body
+
+
+@given(lines=st.lists(_line(), max_size=12))
+def test_fuzz_every_json_line_gets_one_answer_and_error_lines_change_nothing(
+    lines: list[bytes],
+) -> None:
+    """Any JSON in any position: one answer line each, the session survives, and a line
+    answered with an error changes nothing -- a second session fed only the other lines
+    gives byte-identical answers (engine state, clock and randomness all untouched)."""
+    session = Session()
+    first = session.feed(HELLO)
+    answers = [session.feed(line) for line in lines]
+    assert session.broken is None, session.broken
+    bodies = [_one_answer(a) for a in answers]
+    for body in bodies:
+        if "error" in body:
+            assert body["error"]["code"] in stdio.ERROR_CODES
+            assert body["error"]["code"] not in ("internal_error", "engine_broken"), body
+    kept = [(ln, a) for ln, a, b in zip(lines, answers, bodies, strict=True) if "error" not in b]
+    twin = Session()
+    assert twin.feed(HELLO) == first
+    for line, answer in kept:
+        if orjson.loads(answer).get("hello") is None:
+            assert twin.feed(line) == answer
+
+
+def test_fuzz_the_differential_check_sees_state_changes() -> None:
+    """Sanity of the fuzz's oracle: dropping an *accepted* line does change later answers."""
+    one, two = Session(), Session()
+    one.feed(HELLO)
+    two.feed(HELLO)
+    one.feed(START)
+    again = b'{"id": 1, "now": 10, "event": {"type": "start", "account": "a"}}'
+    assert one.feed(again) != two.feed(again)
+
+
+class _Chunks:
+    """A reader that hands out ``data`` in the given chunk sizes (then the rest, then EOF)."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data = data
+        self.sizes = sizes
+
+    def read(self, size: int = -1, /) -> bytes:
+        n = self.sizes.pop(0) if self.sizes else len(self.data)
+        chunk, self.data = self.data[:n], self.data[n:]
+        return chunk
+
+
+@given(
+    hello=st.booleans(),
+    data=st.binary(max_size=400),
+    pieces=st.lists(st.sampled_from([b"\n", b"{", b"}", b'"', b"\xff", b" ", START]), max_size=8),
+    sizes=st.lists(st.integers(1, 64), max_size=10),
+)
+def test_fuzz_arbitrary_bytes_get_one_answer_per_line(
+    hello: bool, data: bytes, pieces: list[bytes], sizes: list[int]
+) -> None:
+    stream = (HELLO + b"\n" if hello else b"") + data + b"".join(pieces)
+    out, err = io.BytesIO(), io.StringIO()
+    assert serve(_Chunks(stream, sizes), out, err, max_line=64) == 0
+    expected = stream.count(b"\n") + (1 if stream and not stream.endswith(b"\n") else 0)
+    answers = out.getvalue()
+    assert answers.count(b"\n") == expected
+    bodies = [_one_answer(line + b"\n") for line in answers.splitlines()]
+    codes = [body.get("error", {}).get("code") for body in bodies]
+    assert "internal_error" not in codes
+    assert "engine_broken" not in codes
+    assert err.getvalue().startswith(f"heirline serve: {expected} lines")

@@ -26,6 +26,7 @@ from heirline.core.timers import (
     WatchdogTimer,
 )
 from heirline.core.wire import (
+    MAX_WIRE_INT,
     decode_effect,
     decode_event,
     encode,
@@ -37,7 +38,7 @@ from heirline.core.wire import (
 #: Integers every binding holds exactly (JavaScript's Number.MAX_SAFE_INTEGER).
 SAFE = 2**53 - 1
 _text = st.text(max_size=12)
-_int = st.integers(min_value=-SAFE, max_value=SAFE)
+_int = st.integers(min_value=-MAX_WIRE_INT, max_value=MAX_WIRE_INT)
 _scalar = st.one_of(st.none(), st.booleans(), _int, _text)
 #: Generation and attempt numbers: issued from 1 up, never more than every binding holds.
 _number = st.integers(min_value=1, max_value=SAFE)
@@ -364,3 +365,61 @@ def test_every_field_of_every_message_is_in_its_schema(
     assert isinstance(props, dict)
     assert set(props) == {"type"} | {f.name for f in dataclasses.fields(cls)}
     assert schema["title"] == cls.__name__
+
+
+def _int_fields(cls: type) -> list[str]:
+    """The fields of ``cls`` that hold an integer (``int`` or ``int | None``)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if int in args:
+            out.append(f.name)
+    return out
+
+
+_INT_FIELDS = [(cls, name) for cls in MESSAGE_TYPES for name in _int_fields(cls)]
+
+
+def test_there_are_integer_fields_to_check() -> None:
+    names = {(cls.type, name) for cls, name in _INT_FIELDS}
+    assert {("stop", "generation"), ("reply_captured", "deadline_ms")} <= names
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"), _INT_FIELDS, ids=[f"{c.type}.{n}" for c, n in _INT_FIELDS]
+)
+@given(data=st.data())
+def test_every_integer_field_holds_exactly_what_every_binding_holds(
+    cls: type[ev.Event] | type[fx.Effect], name: str, data: st.DataObject
+) -> None:
+    """One rule for every integer field: |n| <= 2**53-1 decodes, anything larger is a WireError."""
+    decode = decode_event if issubclass(cls, ev.Event) else decode_effect
+    drawn = data.draw(_strategy(cls))
+    assert isinstance(drawn, ev.Event | fx.Effect)
+    message = encode(drawn)
+    inside = data.draw(st.sampled_from([MAX_WIRE_INT, -MAX_WIRE_INT, 0]))
+    outside = data.draw(
+        st.sampled_from([MAX_WIRE_INT + 1, -MAX_WIRE_INT - 1, 2**64, -(2**63), 10**4000])
+    )
+    assert getattr(decode({**message, name: inside}), name) == inside
+    with pytest.raises(WireError) as caught:
+        decode({**message, name: outside})
+    assert f"{cls.type}.{name}: integer" in str(caught.value)
+    assert "2**53-1" in str(caught.value)
+
+
+def test_integers_inside_log_fields_are_bounded_too() -> None:
+    log = {"type": "log", "level": "info", "code": "c", "message": "m", "fields": {"n": 2**53}}
+    with pytest.raises(WireError, match=r"log\.fields\.n: integer 9007199254740992 is outside"):
+        decode_effect(log)
+    assert decode_effect({**log, "fields": {"n": MAX_WIRE_INT}}) == fx.Log(
+        level="info", code="c", message="m", fields={"n": MAX_WIRE_INT}
+    )
+
+
+def test_a_timer_key_number_is_bounded_like_every_wire_integer() -> None:
+    assert parse_timer_key(f"retry/a/{MAX_WIRE_INT}") == RetryTimer("a", MAX_WIRE_INT)
+    with pytest.raises(WireError, match=r"outside 1\.\.9007199254740991"):
+        parse_timer_key(f"watchdog/a/{MAX_WIRE_INT + 1}")
