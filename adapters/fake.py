@@ -238,23 +238,27 @@ class GatewayBase:
         After the engine's shutdown, facts still trickling in (sockets closing
         under it) are dropped: the engine has ended everything and answers nothing.
         """
-        if self.engine.shut_down:
+        if not self._accepting():
             return
         self._queue.append(event)
         if self._draining:
             return
         self._draining = True
         try:
-            while self._queue and not self.engine.shut_down:
+            while self._queue and self._accepting():
                 ev = self._queue.popleft()
                 now = self.now_ms()
                 for effect in self.engine.handle(ev, now):
                     self._carry_out(effect, now)
         finally:
             self._draining = False
-            if self.engine.shut_down:
+            if not self._accepting():  # the engine shut down: what was queued is dropped
                 self._queue.clear()
         self._changed()
+
+    def _accepting(self) -> bool:
+        """Whether the engine still takes facts (a method: its answer changes while feeding)."""
+        return not self.engine.shut_down
 
     def note(
         self, message: str, *, account: str | None = None, generation: int | None = None
@@ -730,7 +734,9 @@ class FakeGateway(GatewayBase):
 
     def _boot(self, account: str, generation: int, attempt: int) -> None:
         self.scheduler.call_at(
-            self.now_ms() + self.boot_ms, lambda: self._booted(account, generation, attempt)
+            self.now_ms() + self.boot_ms,
+            lambda: self._booted(account, generation, attempt),
+            key=("boot", account, attempt),
         )
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
@@ -740,7 +746,8 @@ class FakeGateway(GatewayBase):
                 self.on_close(account, generation, attempt, STATUS_LOGGED_OUT)
                 return
             self.on_open(account, generation, attempt, identity.pn, identity.lid, identity.e164)
-            self._keepalive(account, generation, attempt)
+            if self.channel.is_live(account, attempt):  # the engine may have closed it at once
+                self._keepalive(account, generation, attempt)
 
         self.scheduler.call_at(
             self.now_ms() + self.connect_ms, connect, key=("connect", account, attempt)
@@ -762,8 +769,9 @@ class FakeGateway(GatewayBase):
         self.scheduler.call_at(self.now_ms() + interval, frame, key=("keepalive", account, attempt))
 
     def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
-        if self.scheduler.cancel(("connect", account, attempt)):
-            self.on_close(account, generation, attempt, status)  # closed while connecting
+        booting = self.scheduler.cancel(("boot", account, attempt))
+        if booting or self.scheduler.cancel(("connect", account, attempt)):
+            self.on_close(account, generation, attempt, status)  # closed before it opened
         elif self.channel.disconnect(account, attempt):
             self.channel_closed(account, generation, attempt, status)
 
