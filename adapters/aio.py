@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, Self
 
 from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
@@ -59,8 +60,8 @@ class AsyncGateway(GatewayBase):
         speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        if not speed > 0:
-            raise ValueError(f"speed must be > 0, got {speed}")
+        if not 0 < speed < math.inf:
+            raise ValueError(f"speed must be a finite number > 0, got {speed}")
         super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
         self._factory = transport_factory
         self.speed = speed
@@ -70,7 +71,7 @@ class AsyncGateway(GatewayBase):
         self._last_ms = 0
         self._transport: Transport | None = None
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
-        self._boots: set[asyncio.TimerHandle] = set()
+        self._boots: dict[tuple[str, int], asyncio.TimerHandle] = {}  # (account, attempt)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: dict[tuple[str, int], int] = {}  # (account, attempt) -> generation
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -78,10 +79,12 @@ class AsyncGateway(GatewayBase):
         self.closed = False
 
     @classmethod
-    def over_channel(
-        cls, port: int, config: EngineConfig | None = None, **kwargs: Any
-    ) -> AsyncGateway:
-        """A gateway over :class:`ChannelTransport` to the reference server on ``port``."""
+    def over_channel(cls, port: int, config: EngineConfig | None = None, **kwargs: Any) -> Self:
+        """A gateway over :class:`ChannelTransport` to the reference server on ``port``.
+
+        The transport pings often enough to keep the engine's watchdog fed at
+        ``speed`` (:meth:`ChannelTransport.keepalive_for`).
+        """
         speed = float(kwargs.get("speed", 1.0))
         keepalive = ChannelTransport.keepalive_for(config, speed)
         return cls(
@@ -118,6 +121,16 @@ class AsyncGateway(GatewayBase):
         """Transport calls still running."""
         return frozenset(self._tasks)
 
+    @property
+    def pending_timers(self) -> frozenset[Timer]:
+        """The engine timers armed on the loop and not fired or cancelled yet."""
+        return frozenset(self._timers)
+
+    @property
+    def booting(self) -> frozenset[tuple[str, int]]:
+        """Sockets ``(account, attempt)`` whose controller is still booting (not opened yet)."""
+        return frozenset(self._boots)
+
     async def aclose(self, reason: str = "gateway shutdown") -> None:
         """Shut the engine down, close every socket, cancel timers, await every task.
 
@@ -129,7 +142,7 @@ class AsyncGateway(GatewayBase):
             return
         self.shutdown(reason)
         self._closing = True
-        for handle in [*self._timers.values(), *self._boots]:
+        for handle in [*self._timers.values(), *self._boots.values()]:
             handle.cancel()
         self._timers.clear()
         self._boots.clear()
@@ -242,14 +255,13 @@ class AsyncGateway(GatewayBase):
             self._booted(account, generation, attempt)
             return
         assert self._loop is not None
-        handle: asyncio.TimerHandle
+        key = (account, attempt)
 
         def booted() -> None:
-            self._boots.discard(handle)
+            del self._boots[key]
             self._booted(account, generation, attempt)
 
-        handle = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
-        self._boots.add(handle)
+        self._boots[key] = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
@@ -258,6 +270,11 @@ class AsyncGateway(GatewayBase):
         self._spawn(self.transport.open(account, generation, attempt))
 
     def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        boot = self._boots.pop((account, attempt), None)
+        if boot is not None:  # closed before it ever reached the transport
+            boot.cancel()
+            self.on_close(account, generation, attempt, status)
+            return
         self._spawn(self.transport.close(account, generation, attempt, status))
 
     def _transmit(self, effect: Transmit) -> None:
