@@ -255,13 +255,17 @@ class AsyncGateway(GatewayBase):
             self._booted(account, generation, attempt)
             return
         assert self._loop is not None
-        key = (account, attempt)
+        self._boots[(account, attempt)] = self._loop.call_at(
+            self.loop_time(self.now_ms() + self.boot_ms),
+            self._boot_due,
+            account,
+            generation,
+            attempt,
+        )
 
-        def booted() -> None:
-            del self._boots[key]
-            self._booted(account, generation, attempt)
-
-        self._boots[key] = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
+    def _boot_due(self, account: str, generation: int, attempt: int) -> None:
+        del self._boots[(account, attempt)]
+        self._booted(account, generation, attempt)
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
