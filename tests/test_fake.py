@@ -31,6 +31,7 @@ from heirline.adapters.fake import (
 )
 from heirline.core.engine import EngineConfig
 from heirline.core.events import HealthCheck, ReplyCaptured, ReplyReady, Start
+from heirline.core.health import HealthConfig
 from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.timers import RetryTimer, WatchdogTimer
 
@@ -379,3 +380,23 @@ def test_shutdown_ends_every_open_reply_once_and_leaves_nothing_behind(case: str
     assert gw.timeline == timeline
     assert [e.code for e in gw.timeline if e.code in ENDINGS] == [f"reply_{outcome.outcome}"]
     assert gw.rejections == []
+
+
+def test_inbound_messages_feed_the_health_stale_rule_and_frames_do_not() -> None:
+    health = HealthConfig(check_interval_ms=10_000, startup_grace_ms=0, stale_after_ms=60_000)
+    config = EngineConfig(health=health)
+    busy, quiet = (FakeGateway(config, keepalive_ms=KEEPALIVE_MS) for _ in range(2))
+    for gw in (busy, quiet):
+        gw.channel.add_account("a", pn=PN)
+        gw.feed(Start(account="a"))
+    assert not busy.inbound("a")  # not open yet: nothing to report
+    for at in range(30_000, 600_001, 30_000):
+        busy.run_until(at)
+        assert busy.inbound("a")  # a message every 30 s on the open socket
+    quiet.run_until(600_000)  # only keepalive frames
+    assert _codes_at(busy, "health_restart") == []
+    assert busy.engine.generations("a") == (1,)
+    restarts = [e for e in quiet.timeline if e.code == "health_restart"]
+    assert restarts, "a socket with frames but no inbound traffic goes stale"
+    assert {e.fields["reason"] for e in restarts} == {"stale-socket"}
+    assert _codes_at(quiet, "lifecycle.watchdog") == []  # the frames kept the watchdog quiet
