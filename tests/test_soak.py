@@ -81,6 +81,8 @@ class RecordingGateway(AsyncGateway):
         super().__init__(*args, **kwargs)
         #: (account, generation) -> (attempt, identity) of the generation's latest socket.
         self.logged_in: dict[tuple[str, int], tuple[int, Identity]] = {}
+        #: (account, attempt) of every socket closed with 499 (the engine's watchdog).
+        self.watchdog_closed: set[tuple[str, int]] = set()
 
     def on_open(
         self,
@@ -95,6 +97,11 @@ class RecordingGateway(AsyncGateway):
         if latest is None or attempt > latest[0]:
             self.logged_in[(account, generation)] = (attempt, Identity(pn, lid, e164))
         super().on_open(account, generation, attempt, pn, lid, e164)
+
+    def on_close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        if status == 499:
+            self.watchdog_closed.add((account, attempt))
+        super().on_close(account, generation, attempt, status)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ class SoakReport:
     relinked_replies: int = 0
     half_opens: int = 0
     watchdog_closes: int = 0
+    healthy_closed: int = 0
     closes: Counter[int | None] = field(default_factory=Counter)
     wrong_identity: int = 0
     duplicates: int = 0
@@ -142,8 +150,9 @@ class SoakReport:
             f"unknown {o['unknown']}, restarts {self.restarts}, relinks {self.relinks} "
             f"({self.relinked_replies} replies waiting through them), wrong identity "
             f"{self.wrong_identity}, duplicates {self.duplicates}; owner starts "
-            f"{self.owner_starts}, half-open {self.half_opens} (watchdog closes "
-            f"{self.watchdog_closes}), chaos closes {closes}, transmissions "
+            f"{self.owner_starts}, half-open {self.half_opens} (closed by the watchdog "
+            f"{self.watchdog_closes}, healthy sockets closed by it {self.healthy_closed}), "
+            f"chaos closes {closes}, transmissions "
             f"{self.transmissions}, copies received {self.copies} = accepted {self.accepted} "
             f"+ suppressed {self.suppressed}, wall {self.wall_s:.1f}s"
         )
@@ -212,6 +221,7 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
     unready: list[str] = []
     # Replies captured just before a relink: (reply, account, generation, socket at capture).
     through_relink: list[tuple[str, str, int, int]] = []
+    silent: set[tuple[str, int]] = set()  # (account, attempt) of the sockets made half-open
     deadline = started + size.budget_s
     task = None if progress is None else progress.add_task("replies", total=report.target)
     ended_before_shutdown = False
@@ -222,7 +232,10 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
         server.start_chaos(chaos)
         remaining = dict.fromkeys(names, size.per_account)
         rounds = 0
-        pace_s = size.budget_s * 0.5 / size.per_account  # spread replies over the chaos window
+        # Replies are spread over the first 40 % of the budget (inside the chaos window);
+        # accounts held up by closes, relinks or a half-open socket catch up until 80 %.
+        pace_s = size.budget_s * 0.4 / size.per_account
+        capture_until = started + size.budget_s * 0.8
         max_rounds = size.per_account * 50
 
         def capture(name: str, generation: int, identity: Identity) -> str:
@@ -245,7 +258,7 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
         while (
             (any(remaining.values()) or through_relink)
             and rounds < max_rounds
-            and time.monotonic() < deadline
+            and time.monotonic() < capture_until
         ):
             rounds += 1
             for name in names:
@@ -259,13 +272,16 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
                     continue
                 login = gw.logged_in.get((name, generation))
                 socket = gw.engine.controller_socket(name, generation)
-                if login is None or login[0] != socket:
+                if login is None or socket is None or login[0] != socket:
                     continue  # the engine is ahead of the transport (a close in flight)
+                if (name, socket) in silent:
+                    # No inbound message arrives through a half-open socket, so nothing is
+                    # captured on it (a capture is a sign of life): the watchdog must find it.
+                    continue
                 identity = login[1]
                 roll = rng.random()
                 if roll < size.relink_rate:
                     # Replies captured now wait (not ready) through a relink to another number.
-                    assert socket is not None
                     for _ in range(min(remaining[name], rng.randint(1, 2))):
                         reply = capture(name, generation, identity)
                         through_relink.append((reply, name, generation, socket))
@@ -276,11 +292,17 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
                     continue
                 if roll < size.relink_rate + size.half_open_rate:
                     report.half_opens += server.half_open(name)
-                reply = capture(name, generation, identity)
-                if rng.random() < 0.5:
-                    gw.feed(ReplyReady(reply_id=reply, payload=f"payload {reply}"))
-                else:
-                    unready.append(reply)
+                    silent.add((name, socket))
+                    continue
+                # One reply per round, up to three for an account that fell behind (closed,
+                # relinked or half-open for a while), so every account reaches its count.
+                behind = rounds - (size.per_account - remaining[name])
+                for _ in range(min(remaining[name], max(1, min(3, behind)))):
+                    reply = capture(name, generation, identity)
+                    if rng.random() < 0.5:
+                        gw.feed(ReplyReady(reply_id=reply, payload=f"payload {reply}"))
+                    else:
+                        unready.append(reply)
             for reply in unready:  # made ready one round later: some wait through closes
                 gw.feed(ReplyReady(reply_id=reply, payload=f"payload {reply}"))
             unready.clear()
@@ -332,7 +354,8 @@ async def _soak(size: SoakSize, progress: Progress | None) -> SoakReport:
                 report.wrong_identity += 1
     report.transmissions = len(gw.transmissions)
     report.restarts = sum(1 for e in gw.timeline if e.code == "health_restart")
-    report.watchdog_closes = sum(1 for e in gw.timeline if e.code == "lifecycle.watchdog")
+    report.watchdog_closes = len(gw.watchdog_closed & silent)
+    report.healthy_closed = len(gw.watchdog_closed - silent)
     for event in server.chaos_events:
         if event.action.kind == "relink":
             report.relinks += 1
@@ -375,6 +398,7 @@ def _check(report: SoakReport) -> None:
     assert report.replies == report.target
     assert report.wrong_identity == 0
     assert report.duplicates == 0
+    assert report.healthy_closed == 0  # pongs are activity: the watchdog spares live sockets
     assert report.copies == report.accepted + report.suppressed  # every copy accounted for
     assert report.outcomes["delivered"] > 0
     assert report.outcomes["refused"] > 0  # relinks with replies waiting were exercised
