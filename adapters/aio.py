@@ -24,7 +24,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
@@ -94,7 +94,7 @@ class AsyncGateway(GatewayBase):
         self._last_ms = 0
         self._transport: Transport | None = None
         self._timers: dict[Timer, asyncio.TimerHandle] = {}
-        self._boots: set[asyncio.TimerHandle] = set()
+        self._boots: dict[tuple[str, int], asyncio.TimerHandle] = {}  # (account, attempt)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sockets: dict[tuple[str, int], int] = {}  # (account, attempt) -> generation
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -102,10 +102,12 @@ class AsyncGateway(GatewayBase):
         self.closed = False
 
     @classmethod
-    def over_channel(
-        cls, port: int, config: EngineConfig | None = None, **kwargs: Any
-    ) -> AsyncGateway:
-        """A gateway over :class:`ChannelTransport` to the reference server on ``port``."""
+    def over_channel(cls, port: int, config: EngineConfig | None = None, **kwargs: Any) -> Self:
+        """A gateway over :class:`ChannelTransport` to the reference server on ``port``.
+
+        The transport pings often enough to keep the engine's watchdog fed at
+        ``speed`` (:meth:`ChannelTransport.keepalive_for`).
+        """
         speed = float(kwargs.get("speed", 1.0))
 
         def transport(callbacks: TransportCallbacks) -> Transport:
@@ -143,6 +145,16 @@ class AsyncGateway(GatewayBase):
         """Transport calls still running."""
         return frozenset(self._tasks)
 
+    @property
+    def pending_timers(self) -> frozenset[Timer]:
+        """The engine timers armed on the loop and not fired or cancelled yet."""
+        return frozenset(self._timers)
+
+    @property
+    def booting(self) -> frozenset[tuple[str, int]]:
+        """Sockets ``(account, attempt)`` whose controller is still booting (not opened yet)."""
+        return frozenset(self._boots)
+
     async def aclose(self, reason: str = "gateway shutdown") -> None:
         """Shut the engine down, close every socket, cancel timers, await every task.
 
@@ -154,7 +166,7 @@ class AsyncGateway(GatewayBase):
             return
         self.shutdown(reason)
         self._closing = True
-        for handle in [*self._timers.values(), *self._boots]:
+        for handle in [*self._timers.values(), *self._boots.values()]:
             handle.cancel()
         self._timers.clear()
         self._boots.clear()
@@ -267,14 +279,17 @@ class AsyncGateway(GatewayBase):
             self._booted(account, generation, attempt)
             return
         assert self._loop is not None
-        handle: asyncio.TimerHandle
+        self._boots[(account, attempt)] = self._loop.call_at(
+            self.loop_time(self.now_ms() + self.boot_ms),
+            self._boot_due,
+            account,
+            generation,
+            attempt,
+        )
 
-        def booted() -> None:
-            self._boots.discard(handle)
-            self._booted(account, generation, attempt)
-
-        handle = self._loop.call_at(self.loop_time(self.now_ms() + self.boot_ms), booted)
-        self._boots.add(handle)
+    def _boot_due(self, account: str, generation: int, attempt: int) -> None:
+        del self._boots[(account, attempt)]
+        self._booted(account, generation, attempt)
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
@@ -283,6 +298,11 @@ class AsyncGateway(GatewayBase):
         self._spawn(self.transport.open(account, generation, attempt))
 
     def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
+        boot = self._boots.pop((account, attempt), None)
+        if boot is not None:  # closed before it ever reached the transport
+            boot.cancel()
+            self.on_close(account, generation, attempt, status)
+            return
         self._spawn(self.transport.close(account, generation, attempt, status))
 
     def _transmit(self, effect: Transmit) -> None:

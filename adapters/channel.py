@@ -326,6 +326,7 @@ class _Connection:
     closed: bool = False
     silent: bool = False  # half-open: nothing it sends arrives, nothing is answered
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
+    acks: set[asyncio.Task[None]] = field(default_factory=set)  # delayed acks on their way
 
 
 class ChannelServer:
@@ -600,6 +601,8 @@ class ChannelServer:
             _log.info("connection %s ended: %r", conn.cid, exc)
         finally:
             self._close_connection(conn, None)
+            if conn.acks:  # woken by the close: they end at once, writing nothing
+                await asyncio.wait(set(conn.acks), timeout=self._write_timeout)
             self._connections.pop(conn.cid, None)
 
     async def _serve(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
@@ -698,9 +701,21 @@ class ChannelServer:
             self._ack_delay_ms if acct is None or acct.ack_delay_ms is None else acct.ack_delay_ms
         )
         delay = max(base, chaos.ack_delay_ms)
-        if delay:  # cut short when the connection closes (chaos, API or stop)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conn.closed_event.wait(), delay / 1000)
+        if not delay:
+            await self._write(conn, {"t": "ack", "id": message_id})
+            return
+        # A delayed ack does not hold up the connection: later frames (pings, sends) are
+        # read and answered meanwhile, and a client that hangs up is noticed at once.
+        task = asyncio.get_running_loop().create_task(
+            self._ack_later(conn, message_id, delay), name=f"heirline-ack-{conn.cid}"
+        )
+        conn.acks.add(task)
+        task.add_done_callback(conn.acks.discard)
+
+    async def _ack_later(self, conn: _Connection, message_id: str, delay_ms: int) -> None:
+        """Ack after ``delay_ms``, cut short (and unwritten) when the connection closes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.closed_event.wait(), delay_ms / 1000)
         await self._write(conn, {"t": "ack", "id": message_id})
 
     async def _send_error(

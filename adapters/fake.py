@@ -21,6 +21,7 @@ import random as _random
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 from heirline.adapters.channel import Identity, Ledger
@@ -238,23 +239,27 @@ class GatewayBase:
         After the engine's shutdown, facts still trickling in (sockets closing
         under it) are dropped: the engine has ended everything and answers nothing.
         """
-        if self.engine.shut_down:
+        if not self._accepting():
             return
         self._queue.append(event)
         if self._draining:
             return
         self._draining = True
         try:
-            while self._queue and not self.engine.shut_down:
+            while self._queue and self._accepting():
                 ev = self._queue.popleft()
                 now = self.now_ms()
                 for effect in self.engine.handle(ev, now):
                     self._carry_out(effect, now)
         finally:
             self._draining = False
-            if self.engine.shut_down:
+            if not self._accepting():  # the engine shut down: what was queued is dropped
                 self._queue.clear()
         self._changed()
+
+    def _accepting(self) -> bool:
+        """Whether the engine still takes facts (a method: its answer changes while feeding)."""
+        return not self.engine.shut_down
 
     def note(
         self, message: str, *, account: str | None = None, generation: int | None = None
@@ -698,6 +703,7 @@ class FakeGateway(GatewayBase):
         self.ack_ms = ack_ms
         self.keepalive_ms = keepalive_ms
         self._acks: dict[tuple[str, int], list[tuple[str, Hashable]]] = {}
+        self._ack_ids = itertools.count()
 
     def now_ms(self) -> int:
         return self.clock.now_ms
@@ -728,42 +734,54 @@ class FakeGateway(GatewayBase):
     def _cancel_timer(self, timer: Timer) -> None:
         self.scheduler.cancel(("timer", timer))
 
+    # The scheduled callbacks are bound methods, not closures: beartype's import hook
+    # (armed in the tests) decorates a nested function anew each time it is defined.
+
     def _boot(self, account: str, generation: int, attempt: int) -> None:
         self.scheduler.call_at(
-            self.now_ms() + self.boot_ms, lambda: self._booted(account, generation, attempt)
+            self.now_ms() + self.boot_ms,
+            partial(self._booted, account, generation, attempt),
+            key=("boot", account, attempt),
         )
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
-        def connect() -> None:
-            identity = self.channel.connect(account, generation, attempt)
-            if identity is None:
-                self.on_close(account, generation, attempt, STATUS_LOGGED_OUT)
-                return
-            self.on_open(account, generation, attempt, identity.pn, identity.lid, identity.e164)
-            self._keepalive(account, generation, attempt)
-
         self.scheduler.call_at(
-            self.now_ms() + self.connect_ms, connect, key=("connect", account, attempt)
+            self.now_ms() + self.connect_ms,
+            partial(self._connect, account, generation, attempt),
+            key=("connect", account, attempt),
         )
+
+    def _connect(self, account: str, generation: int, attempt: int) -> None:
+        identity = self.channel.connect(account, generation, attempt)
+        if identity is None:
+            self.on_close(account, generation, attempt, STATUS_LOGGED_OUT)
+            return
+        self.on_open(account, generation, attempt, identity.pn, identity.lid, identity.e164)
+        if self.channel.is_live(account, attempt):  # the engine may have closed it at once
+            self._keepalive(account, generation, attempt)
 
     def _keepalive(self, account: str, generation: int, attempt: int) -> None:
         """Schedule the socket's next transport frame, while it lives and is not half-open."""
         interval = self.keepalive_ms
         if interval is None:
             return
+        self.scheduler.call_at(
+            self.now_ms() + interval,
+            partial(self._frame, account, generation, attempt),
+            key=("keepalive", account, attempt),
+        )
 
-        def frame() -> None:
-            if not self.channel.is_live(account, attempt):
-                return
-            if not self.channel.is_silent(account, attempt):
-                self.on_activity(account, generation, attempt)
-            self._keepalive(account, generation, attempt)
-
-        self.scheduler.call_at(self.now_ms() + interval, frame, key=("keepalive", account, attempt))
+    def _frame(self, account: str, generation: int, attempt: int) -> None:
+        if not self.channel.is_live(account, attempt):
+            return
+        if not self.channel.is_silent(account, attempt):
+            self.on_activity(account, generation, attempt)
+        self._keepalive(account, generation, attempt)
 
     def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
-        if self.scheduler.cancel(("connect", account, attempt)):
-            self.on_close(account, generation, attempt, status)  # closed while connecting
+        booting = self.scheduler.cancel(("boot", account, attempt))
+        if booting or self.scheduler.cancel(("connect", account, attempt)):
+            self.on_close(account, generation, attempt, status)  # closed before it opened
         elif self.channel.disconnect(account, attempt):
             self.channel_closed(account, generation, attempt, status)
 
@@ -804,13 +822,21 @@ class FakeGateway(GatewayBase):
             )
             return
         pending = self._acks.setdefault((account, attempt), [])
-        if self.channel.is_silent(account, attempt):
-            pending.append((message_id, ("never", account, attempt, message_id)))
-            return  # half-open: the frame left, no ack will ever come
-
-        def ack() -> None:
-            pending[:] = [p for p in pending if p[1] != key]
-            self.on_ack(account, generation, attempt, message_id)
-
-        key = self.scheduler.call_at(self.now_ms() + self.ack_ms, ack)
+        key = ("ack", account, attempt, next(self._ack_ids))
         pending.append((message_id, key))
+        if self.channel.is_silent(account, attempt):
+            return  # half-open: the frame left, no ack will ever come
+        self.scheduler.call_at(
+            self.now_ms() + self.ack_ms,
+            partial(self._ack, account, generation, attempt, message_id, key),
+            key=key,
+        )
+
+    def _ack(
+        self, account: str, generation: int, attempt: int, message_id: str, key: Hashable
+    ) -> None:
+        pending = self._acks[(account, attempt)]  # a close cancels the acks it fails
+        pending[:] = [p for p in pending if p[1] != key]
+        if not pending:
+            del self._acks[(account, attempt)]
+        self.on_ack(account, generation, attempt, message_id)

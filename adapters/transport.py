@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -185,12 +186,14 @@ class ChannelTransport:
         self._closed = False
 
     @staticmethod
-    def keepalive_for(config: EngineConfig | None, speed: float) -> float:
+    def keepalive_for(config: EngineConfig | None, speed: float | int) -> float:
         """A ping interval (real seconds) that keeps an engine's watchdog fed at ``speed``.
 
         A third of the watchdog's silence limit in real time, at most
         :data:`DEFAULT_KEEPALIVE_S`: three pings may be lost before the watchdog fires.
         """
+        if not 0 < speed < math.inf:
+            raise ValueError(f"speed must be a finite number > 0, got {speed}")
         watchdog_ms = (config or EngineConfig()).lifecycle.watchdog_ms
         if watchdog_ms is None:
             return DEFAULT_KEEPALIVE_S
@@ -201,6 +204,11 @@ class ChannelTransport:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def sockets(self) -> tuple[tuple[str, int], ...]:
+        """Every socket ``(account, attempt)`` connecting or open, sorted."""
+        return tuple(sorted(self._sockets))
 
     def is_open(self, account: str, attempt: int) -> bool:
         """True while that socket is logged in and not closed."""

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import partial
 
 from heirline.core.errors import ConfigError, HeirlineError
 from heirline.core.lifecycle import State
@@ -85,6 +86,12 @@ _NOT_RESTARTABLE: dict[State, tuple[HealthReason, str]] = {
     ),
     State.FORBIDDEN: (HealthReason.FORBIDDEN, "forbidden (403): the account is barred"),
 }
+
+
+def _healthy(snap: ControllerSnapshot, detail: str) -> HealthDecision:
+    # Module level, not a closure in _wanted: beartype's import hook (armed in the tests)
+    # decorates a nested function anew on every call, ~4 ms per health evaluation.
+    return HealthDecision(HealthAction.HEALTHY, snap.account, snap.generation, None, detail)
 
 
 def _secs(ms: int) -> str:
@@ -259,10 +266,7 @@ class HealthMonitor:
     ) -> HealthDecision | tuple[HealthReason, str]:
         """Either a final decision (no restart wanted) or the reason a restart is wanted."""
         cfg = self._config
-
-        def healthy(detail: str) -> HealthDecision:
-            return HealthDecision(HealthAction.HEALTHY, snap.account, snap.generation, None, detail)
-
+        healthy = partial(_healthy, snap)
         state = snap.state
         if not snap.expected:
             return healthy("account is not expected to run; nothing to restart")

@@ -19,12 +19,15 @@ from heirline.adapters.demo import (
     run_act_async,
     run_act_fake,
 )
-from heirline.adapters.fake import At, Script, ScriptTimeout, Until
+from heirline.adapters.fake import Script, ScriptTimeout, TimelineEntry, Until
+from heirline.adapters.transport import ChannelTransport
 from heirline.core.engine import EngineConfig
 from heirline.core.events import ReplyCaptured, ReplyReady, Start
+from heirline.core.lifecycle import LifecycleConfig
 
 T = TypeVar("T")
 TIMEOUT = 20.0
+PN = "15550001111@s.whatsapp.net"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -80,7 +83,7 @@ def test_incident_retry_message_and_restart_gap_on_real_sockets() -> None:
 def test_gateway_closes_every_socket_and_task_on_shutdown() -> None:
     async def main() -> tuple[int, int, frozenset[asyncio.Task[None]], set[asyncio.Task[Any]]]:
         async with ChannelServer() as server:
-            server.add_account("a", pn="15550001111@s.whatsapp.net")
+            server.add_account("a", pn=PN)
             gw = AsyncGateway.over_channel(
                 server.port, EngineConfig(health_timer=False), random=random.Random(1).random
             )
@@ -111,7 +114,7 @@ def test_gateway_closes_every_socket_and_task_on_shutdown() -> None:
 def test_timers_fire_at_engine_deadlines_scaled_by_speed() -> None:
     async def main() -> list[str]:
         async with ChannelServer() as server:
-            server.add_account("a", pn="15550001111@s.whatsapp.net")
+            server.add_account("a", pn=PN)
             gw = AsyncGateway.over_channel(
                 server.port,
                 EngineConfig(health_timer=False),
@@ -139,7 +142,7 @@ def test_timers_fire_at_engine_deadlines_scaled_by_speed() -> None:
 def test_send_on_an_unknown_socket_fails_before_io_and_the_reply_waits() -> None:
     async def main() -> AsyncGateway:
         async with ChannelServer() as server:
-            server.add_account(ACCOUNT, pn="15550001111@s.whatsapp.net")
+            server.add_account(ACCOUNT, pn=PN)
             gw = AsyncGateway.over_channel(
                 server.port, demo_config(), random=random.Random(2).random, speed=50
             )
@@ -150,16 +153,20 @@ def test_send_on_an_unknown_socket_fails_before_io_and_the_reply_waits() -> None
                 gw.feed(ReplyCaptured(reply_id="y", account=ACCOUNT, generation=1, chat="c@g.us"))
                 server.close_account(ACCOUNT, 500)
                 gw.feed(ReplyReady(reply_id="y", payload="p"))  # A may still look open
-                yield At(gw.now_ms() + 50)
+                yield Until(lambda: "y" in gw.outcomes, 30_000, "y ends")
 
             async with gw:
                 await gw.run(script())
+            assert server.ledger.received(PN) == ("y",)
             return gw
 
     gw = run(main())
-    # Whatever the race, the reply never ended wrongly and nothing was rejected.
+    # Whatever the race (the send failing before I/O, or written into the closing
+    # socket), A reconnects and the reply goes out through it, once; nothing rejected.
     assert gw.rejections == []
-    assert "y" not in gw.outcomes or gw.outcomes["y"].outcome == "delivered"
+    outcome = gw.outcomes["y"]
+    assert (outcome.outcome, outcome.via, outcome.generation) == ("delivered", "origin", 1)
+    assert [t.attempt for t in gw.transmissions][-1] == 2
 
 
 def test_script_timeout_on_the_loop() -> None:
@@ -177,9 +184,14 @@ def test_script_timeout_on_the_loop() -> None:
         run(main())
 
 
-def test_speed_must_be_positive() -> None:
+@pytest.mark.parametrize("speed", [0, -1, float("inf"), float("nan")])
+def test_speed_must_be_finite_and_positive(speed: float) -> None:
     with pytest.raises(ValueError, match="speed"):
-        AsyncGateway.over_channel(1234, random=random.random, speed=0)
+        AsyncGateway.over_channel(1234, random=random.random, speed=speed)
+    with pytest.raises(ValueError, match="speed"):
+        AsyncGateway(
+            lambda callbacks: ChannelTransport(1234, callbacks), random=random.random, speed=speed
+        )
 
 
 @pytest.mark.parametrize(
@@ -205,3 +217,190 @@ def test_speed_must_be_finite_and_within_what_the_loop_honours(speed: float, fra
 def test_speeds_within_the_bounds_are_taken(speed: float) -> None:
     assert speed_problem(speed) is None
     assert AsyncGateway.over_channel(1234, random=random.random, speed=speed).speed == speed
+
+
+# ---------------------------------------------------------------- activity and the watchdog
+
+WATCHDOG_MS = 6_000
+SPEED = 20  # the watchdog is 300 ms of real time; the transport pings every 100 ms
+
+
+def _watchdog_config() -> EngineConfig:
+    return EngineConfig(health_timer=False, lifecycle=LifecycleConfig(watchdog_ms=WATCHDOG_MS))
+
+
+class FramesSeen(AsyncGateway):
+    """Records every frame the transport reports (engine time, account, attempt)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frames: list[tuple[int, str, int]] = []
+
+    def on_activity(self, account: str, generation: int, attempt: int) -> None:
+        self.frames.append((self.now_ms(), account, attempt))
+        super().on_activity(account, generation, attempt)
+
+
+def _entries(timeline: list[TimelineEntry], code: str) -> list[TimelineEntry]:
+    return [e for e in timeline if e.code == code]
+
+
+def test_frames_are_activity_and_keep_the_watchdog_quiet_on_a_healthy_socket() -> None:
+    async def main() -> FramesSeen:
+        async with ChannelServer() as server:
+            server.add_account("a", pn=PN)
+            gw = FramesSeen.over_channel(
+                server.port, _watchdog_config(), random=random.Random(1).random, speed=SPEED
+            )
+            async with gw:
+                gw.feed(Start(account="a"))
+                assert await gw.wait_until(
+                    lambda: gw.engine.controller_state("a", 1) == "open", 5_000
+                )
+                await gw.run_until(gw.now_ms() + 5 * WATCHDOG_MS)  # 1.5 s of real time
+                assert gw.engine.controller_state("a", 1) == "open"
+                assert gw.engine.controller_socket("a", 1) == 1
+            return gw
+
+    gw = run(main())
+    assert _entries(gw.timeline, "lifecycle.watchdog") == []
+    assert len(gw.frames) >= 5  # a pong every 100 ms for 1.5 s; allow a slow machine
+    assert {(account, attempt) for _, account, attempt in gw.frames} == {("a", 1)}
+
+
+def test_without_frames_the_watchdog_closes_with_499_and_the_controller_reconnects() -> None:
+    """The counterpart of the test above: the same socket, no keepalive, no traffic."""
+
+    async def main() -> FramesSeen:
+        async with ChannelServer() as server:
+            server.add_account("a", pn=PN)
+            gw = FramesSeen(
+                lambda callbacks: ChannelTransport(server.port, callbacks, keepalive_s=None),
+                _watchdog_config(),
+                random=random.Random(1).random,
+                speed=SPEED,
+            )
+            async with gw:
+                gw.feed(Start(account="a"))
+                assert await gw.wait_until(
+                    lambda: (
+                        gw.engine.controller_socket("a", 1) == 2
+                        and gw.engine.controller_state("a", 1) == "open"
+                    ),
+                    4 * WATCHDOG_MS,
+                )
+                assert gw.current == {"a": 1}  # the same controller reconnected: no restart
+            return gw
+
+    gw = run(main())
+    assert gw.frames == []
+    opened = _entries(gw.timeline, "socket_opened")[0]
+    (watchdog,) = [
+        e for e in _entries(gw.timeline, "lifecycle.watchdog") if e.at_ms < 2 * WATCHDOG_MS
+    ]
+    assert watchdog.generation == 1
+    assert watchdog.at_ms - opened.at_ms >= WATCHDOG_MS
+    closed = _entries(gw.timeline, "lifecycle.retry_scheduled")[0]
+    assert closed.fields["status"] == 499
+
+
+def test_a_half_open_connection_is_closed_by_the_watchdog_and_the_reply_goes_out_next() -> None:
+    async def main() -> tuple[FramesSeen, int, tuple[str, ...], int]:
+        async with ChannelServer() as server:
+            server.add_account("a", pn=PN)
+            gw = FramesSeen.over_channel(
+                server.port, _watchdog_config(), random=random.Random(73).random, speed=SPEED
+            )
+            async with gw:
+                gw.feed(Start(account="a"))
+                assert await gw.wait_until(lambda: len(gw.frames) >= 2, 5_000)
+                gw.feed(ReplyCaptured(reply_id="r", account="a", generation=1, chat="c@g.us"))
+                half_open_at = gw.now_ms()
+                assert server.half_open("a") == 1
+                gw.feed(ReplyReady(reply_id="r", payload="hi"))  # into the half-open socket
+                assert await gw.wait_until(lambda: "r" in gw.outcomes, 10 * WATCHDOG_MS)
+            return gw, half_open_at, server.ledger.received(PN), server.ledger.duplicates_suppressed
+
+    gw, half_open_at, received, suppressed = run(main())
+    (watchdog,) = _entries(gw.timeline, "lifecycle.watchdog")
+    assert watchdog.generation == 1
+    # silent since the capture (just before the half-open); closed within two periods
+    assert WATCHDOG_MS <= watchdog.at_ms - half_open_at <= 2 * WATCHDOG_MS
+    closed = _entries(gw.timeline, "lifecycle.retry_scheduled")[0]
+    assert closed.fields["status"] == 499
+    outcome = gw.outcomes["r"]
+    assert (outcome.outcome, outcome.via, outcome.generation) == ("delivered", "origin", 1)
+    assert [t.attempt for t in gw.transmissions] == [1, 2]
+    assert received == ("r",)
+    assert suppressed == 0  # the copy sent into the half-open socket never arrived
+    assert gw.engine.controller_socket("a", 1) == 2
+    assert gw.rejections == []
+
+
+# --------------------------------------------------------------------------- shutdown
+
+ENDINGS = ("reply_delivered", "reply_refused", "reply_failed", "reply_unknown")
+
+
+@pytest.mark.parametrize("case", ["pending", "waiting_for_successor", "in_flight"])
+def test_aclose_ends_every_open_reply_once_and_leaks_nothing(case: str) -> None:
+    async def main() -> tuple[AsyncGateway, set[asyncio.Task[Any]], int]:
+        async with ChannelServer() as server:
+            server.add_account("a", pn=PN)
+            server.set_ack_delay(60_000)  # an ack never comes before the shutdown
+            gw = AsyncGateway.over_channel(
+                server.port, EngineConfig(health_timer=False), random=random.Random(73).random
+            )
+            await gw.start()
+            gw.feed(Start(account="a"))
+            assert await gw.wait_until(lambda: gw.engine.controller_state("a", 1) == "open", 5_000)
+            gw.feed(ReplyCaptured(reply_id="r", account="a", generation=1, chat="c@g.us"))
+            if case == "waiting_for_successor":
+                server.close_account("a", 408)
+                assert await gw.wait_until(
+                    lambda: gw.engine.controller_state("a", 1) == "backoff", 5_000
+                )
+                gw.boot_ms = 600_000  # B boots slowly: the reply waits for it
+                gw.feed(Start(account="a"))
+                gw.feed(ReplyReady(reply_id="r", payload="hi"))
+                assert gw.engine.reply_state("r") == "waiting"
+                assert gw.booting == frozenset({("a", 2)})
+            elif case == "in_flight":
+                gw.feed(ReplyReady(reply_id="r", payload="hi"))
+                for _ in range(500):  # bounded: the frame reaches the server within ms
+                    if server.ledger.total:
+                        break
+                    await asyncio.sleep(0.01)
+                assert server.ledger.received(PN) == ("r",)
+                assert gw.engine.in_flight() == {"r": 1}
+            else:
+                assert gw.engine.reply_state("r") == "pending"
+            transport = gw.transport
+            assert isinstance(transport, ChannelTransport)
+            await gw.aclose()
+            assert gw.engine.shut_down
+            assert gw.tasks == frozenset()
+            assert gw.pending_timers == frozenset()
+            assert gw.booting == frozenset()
+            assert transport.sockets == ()
+            for _ in range(500):  # the server sees the client's EOF
+                if server.connection_count() == 0:
+                    break
+                await asyncio.sleep(0.01)
+            connections = server.connection_count()
+        return gw, other_tasks(), connections
+
+    gw, others, connections = run(main())
+    outcome = gw.outcomes["r"]
+    if case == "in_flight":
+        assert outcome.outcome == "unknown"
+        assert outcome.reason.startswith("gateway shutdown; a transmission may have reached")
+    else:
+        assert (outcome.outcome, outcome.reason) == (
+            "failed",
+            "gateway shutdown before the reply was sent",
+        )
+    assert [e.code for e in gw.timeline if e.code in ENDINGS] == [f"reply_{outcome.outcome}"]
+    assert gw.rejections == []
+    assert others == set()
+    assert connections == 0

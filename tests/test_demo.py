@@ -36,7 +36,7 @@ def test_text_output_shows_the_timeline_summary_and_verdict() -> None:
     assert "health-monitor: restarting (reason: disconnected)" in text
     assert "12:02:27.820" in text  # the 408 on the seed's clock (virtual time is exact)
     assert "12:02:27.934" in text  # the restart 114 ms later
-    assert "socket open as lid=123456789012345@lid" in text
+    assert "socket 2 open as lid=123456789012345@lid" in text  # B's socket, the second
     assert "different identity" in text
     assert "every promise held" in text
     assert "\x1b[" not in text  # --no-color

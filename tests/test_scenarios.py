@@ -20,6 +20,7 @@ from heirline.adapters.scenario import (
     MAX_SPAN_MS,
     Scenario,
     ScenarioError,
+    ScenarioResult,
     add_run_parser,
     load_scenario,
     parse_scenario,
@@ -85,15 +86,30 @@ def test_fake_runs_are_deterministic(name: str) -> None:
     assert run_fake(sc).outcome_rows() == run_fake(sc).outcome_rows()
 
 
-@pytest.mark.parametrize("name", ["incident.toml", "relink.toml"])
-def test_incident_and_relink_give_identical_outcomes_on_real_sockets(name: str) -> None:
+def _received(result: ScenarioResult) -> list[tuple[str, tuple[str, ...]]]:
+    """(identity, message ids it received, sorted) per identity, sorted."""
+    return sorted(
+        (str(i.identity), tuple(sorted(i.message_ids))) for i in result.ledger.summary().identities
+    )
+
+
+#: Examples whose number of transmissions does not depend on real-time races. In
+#: restart-515 the reply is made ready 1 ms after the 515: on real sockets the close
+#: may not have reached the client yet, so a first copy goes into the closing socket
+#: and is resent after the reconnect (the receiver deduplicates it).
+RACE_FREE = frozenset(ALL) - {"restart-515.toml"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_example_gives_identical_outcomes_on_real_sockets(name: str) -> None:
     sc = load_scenario(EXAMPLES / name)
     fake = run_fake(sc)
     real = asyncio.run(asyncio.wait_for(run_real(sc), 60))
     assert real.ok, [c for c in real.checks if not c.ok]
     assert real.outcome_rows() == fake.outcome_rows()
-    assert real.transmissions == fake.transmissions
-    assert real.ledger.summary().total == fake.ledger.summary().total
+    assert _received(real) == _received(fake)
+    if name in RACE_FREE:
+        assert real.transmissions == fake.transmissions
 
 
 def test_relink_never_transmits() -> None:
