@@ -6,11 +6,13 @@ back; every expectation is written out by hand in the tests themselves.
 
 from __future__ import annotations
 
+import heapq
 import io
+import itertools
 import pickle
 import random
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from heirline.core import effects as fx
@@ -20,6 +22,7 @@ from heirline.core.health import HealthConfig
 from heirline.core.identity import LidMapping
 from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.policy import StatusPolicy
+from heirline.core.timers import Timer
 
 PN = "4915123456789@s.whatsapp.net"
 PN_DEVICE = "4915123456789:12@s.whatsapp.net"
@@ -141,3 +144,96 @@ def queries(engine: Engine, accounts: Iterable[str], replies: Iterable[str]) -> 
             )
     out.extend(engine.reply_state(r) for r in replies)
     return tuple(out)
+
+
+# ------------------------------------------------------------ a timer-driving harness
+
+#: What a test's channel does when the engine asks for something: facts to report, and when.
+Reaction = Callable[[fx.Effect, int], list[tuple[int, ev.Event]]]
+
+
+class Driver(Run):
+    """A :class:`Run` whose timers really fire: ``StartTimer`` and ``CancelTimer`` are obeyed.
+
+    :meth:`run_until` advances virtual time, feeding ``TimerFired`` at each
+    pending deadline and every scheduled fact at its time, in time order (ties:
+    in the order they were scheduled). ``react`` (optional) plays the channel:
+    for each effect it returns the facts to report later.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        mapping: LidMapping | None = None,
+        seed: int = 1,
+        react: Reaction | None = None,
+    ) -> None:
+        super().__init__(config, mapping, seed)
+        self.now = 0
+        self.timers: dict[Timer, tuple[int, int]] = {}  # timer -> (deadline, seq)
+        self.facts: list[tuple[int, int, ev.Event]] = []  # heap of (at, seq, event)
+        self.react = react
+        self._seq = itertools.count()
+        self.fed: list[tuple[int, ev.Event, list[fx.Effect]]] = []
+
+    def at(self, now: int, *events: ev.Event) -> list[fx.Effect]:
+        self.now = max(self.now, now)
+        out: list[fx.Effect] = []
+        for event in events:
+            effects = self.engine.handle(event, now)
+            self.fed.append((now, event, effects))
+            self.effects += effects
+            out += effects
+            for effect in effects:
+                self._obey(effect, now)
+        return out
+
+    def later(self, at: int, event: ev.Event) -> None:
+        """Report ``event`` at time ``at``."""
+        heapq.heappush(self.facts, (at, next(self._seq), event))
+
+    def _obey(self, effect: fx.Effect, now: int) -> None:
+        if isinstance(effect, fx.StartTimer):
+            self.timers[effect.timer] = (effect.deadline_ms, next(self._seq))
+        elif isinstance(effect, fx.CancelTimer):
+            self.timers.pop(effect.timer, None)
+        if self.react is not None:
+            for at, event in self.react(effect, now):
+                self.later(at, event)
+
+    def _next(self) -> tuple[int, int, ev.Event] | None:
+        best: tuple[int, int, ev.Event] | None = None
+        if self.timers:
+            timer, (deadline, seq) = min(self.timers.items(), key=lambda kv: kv[1])
+            best = (deadline, seq, ev.TimerFired(timer=timer))
+        if self.facts and (best is None or self.facts[0][:2] < best[:2]):
+            best = self.facts[0]
+        return best
+
+    def run_until(self, end: int, max_steps: int = 1_000_000) -> None:
+        """Fire everything due up to ``end`` (inclusive), then set the time to ``end``."""
+        for _ in range(max_steps):
+            step = self._next()
+            if step is None or step[0] > end:
+                self.now = max(self.now, end)
+                return
+            at, _, event = step
+            if isinstance(event, ev.TimerFired):
+                del self.timers[event.timer]
+            else:
+                heapq.heappop(self.facts)
+            self.at(at, event)
+        raise AssertionError(f"more than {max_steps} steps before {end}")
+
+    def logs(self, code: str, account: str | None = None) -> list[tuple[int, fx.Log]]:
+        """(time, log) of every log with ``code`` (of ``account``, if given), in order."""
+        return [
+            (now, e)
+            for now, _, effects in self.fed
+            for e in effects
+            if isinstance(e, fx.Log) and e.code == code and account in (None, e.account)
+        ]
+
+    def emitted(self, kind: type[T]) -> list[tuple[int, T]]:
+        """(time, effect) of every effect of one type, in order."""
+        return [(now, e) for now, _, effects in self.fed for e in effects if isinstance(e, kind)]
