@@ -6,11 +6,13 @@ back; every expectation is written out by hand in the tests themselves.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import io
 import itertools
 import pickle
 import random
+import sys
 import types
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -237,3 +239,79 @@ class Driver(Run):
     def emitted(self, kind: type[T]) -> list[tuple[int, T]]:
         """(time, effect) of every effect of one type, in order."""
         return [(now, e) for now, _, effects in self.fed for e in effects if isinstance(e, kind)]
+
+
+# ------------------------------------------------------------ restart cycles and retained size
+
+
+def restart_cycles(engine: Engine, first: int, count: int, account: str = ACCOUNT) -> None:
+    """Cycles ``first .. first+count-1`` of one account: Start, open, and now and then a reply.
+
+    Cycle ``i`` runs at ``i * 1000`` ms. Every 10th cycle a reply is captured,
+    sent and acked; every 10th (offset 5) one is left in flight, lost when the
+    next cycle's Start stops its carrier, and resent and acked through the
+    successor; every 3rd cycle's socket closes (408) before the restart, so the
+    restart cancels a retry timer. Fails the test on any rejection.
+    """
+
+    def feed(event: ev.Event, now: int) -> list[fx.Effect]:
+        out = engine.handle(event, now)
+        assert not any(isinstance(e, fx.Rejected) for e in out), out
+        return out
+
+    def ack_all(effects: list[fx.Effect], now: int) -> None:
+        for e in effects:
+            if isinstance(e, fx.Transmit):
+                feed(
+                    ev.TransmitAcked(
+                        reply_id=e.reply_id, generation=e.generation, attempt=e.attempt
+                    ),
+                    now,
+                )
+
+    for i in range(first, first + count):
+        t = i * 1_000
+        out = feed(ev.Start(account=account), t)
+        (o,) = [e for e in out if isinstance(e, fx.OpenSocket)]
+        gen, attempt = o.generation, o.attempt
+        out = feed(ev.SocketOpened(account=account, generation=gen, attempt=attempt, pn=PN), t + 1)
+        ack_all(out, t + 2)  # the reply left in flight by the previous cycle, resent here
+        if i % 10 in (0, 5):
+            rid = f"r{i}"
+            feed(ev.ReplyCaptured(reply_id=rid, account=account, generation=gen, chat=GROUP), t + 3)
+            out = feed(ev.ReplyReady(reply_id=rid, payload="x"), t + 4)
+            if i % 10 == 0:
+                ack_all(out, t + 5)
+        if i % 3 == 0:
+            closed = ev.SocketClosed(account=account, generation=gen, attempt=attempt, status=408)
+            feed(closed, t + 6)
+
+
+_NOT_RETAINED = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    *_SHARED,
+)
+
+
+def retained_size(root: object) -> int:
+    """Bytes held by ``root`` and everything it reaches (``sys.getsizeof``, each object once).
+
+    Classes, modules, functions and the shared immutable configs are not the
+    engine's state and are not counted. Dicts and lists are counted at their
+    real capacity, so a table that grew and never shrank shows.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _NOT_RETAINED):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
