@@ -70,6 +70,37 @@ def test_a_socket_that_sends_and_acks_a_reply_every_minute_is_never_restarted() 
     assert len([1 for _, e, _ in d.fed if e == ev.TimerFired(timer=HEALTH)]) == 36
 
 
+CAPTURE = ev.ReplyCaptured(reply_id="r", account=ACCOUNT, generation=1, chat=GROUP)
+READY = ev.ReplyReady(reply_id="r", payload="x")
+ACK = ev.TransmitAcked(reply_id="r", generation=1, attempt=1)
+INBOUND = ev.Activity(account=ACCOUNT, generation=1, attempt=1, kind=ev.ActivityKind.INBOUND)
+FRAME = ev.Activity(account=ACCOUNT, generation=1, attempt=1)
+
+
+@pytest.mark.parametrize(
+    ("facts", "restart_at"),
+    [
+        # Nothing after the open at 1 000: over 30 min first at the check at 35 min.
+        ([], 35 * MINUTE),
+        ([(400_000, FRAME)], 35 * MINUTE),  # frames do not count
+        ([(400_000, INBOUND)], 40 * MINUTE),  # 400 000 + 30 min = 36 min 40 s -> 40 min
+        ([(400_000, CAPTURE)], 40 * MINUTE),
+        ([(60_000, CAPTURE), (400_000, READY)], 40 * MINUTE),  # the transmission counts
+        ([(60_000, CAPTURE), (60_000, READY), (700_000, ACK)], 45 * MINUTE),  # and the ack
+    ],
+    ids=["nothing", "frame", "inbound", "capture", "transmission", "ack"],
+)
+def test_each_kind_of_activity_feeds_the_stale_rule(
+    facts: list[tuple[int, ev.Event]], restart_at: int
+) -> None:
+    # No watchdog, and replies that live long enough: only the stale rule is at work.
+    d = booted(EngineConfig(lifecycle=LifecycleConfig(watchdog_ms=None), reply_deadline_ms=HOUR))
+    for at, fact in facts:
+        d.later(at, fact)
+    d.run_until(50 * MINUTE)
+    assert restarts(d)[0] == (restart_at, "stale-socket")
+
+
 def test_inbound_activity_keeps_an_idle_socket_healthy() -> None:
     # The frames of the next test (which is restarted at 35 min), plus an inbound message
     # every 10 min: the inbound messages are what keeps it off the stale rule.
