@@ -118,9 +118,8 @@ def run_days(days: int, keepalive_ms: int, replies_n: int, closes_n: int, restar
     assert watchdog[DEAF] == expected
     assert restarts[DEAF] == []  # between closes it is open (< 30 min) or in the retry grace
     assert gw.engine.generations(DEAF) == (1,)
-    assert (
-        gw.engine.controller_socket(DEAF, 1) == closes_n + 1
-    )  # the socket opened after the last close
+    # Its last socket is the one the retry after the last close opened.
+    assert gw.engine.controller_socket(DEAF, 1) == closes_n + 1
 
     # idle: health checks at every 300 000 ms from the first Start (0); a socket that opened at
     # t+5 is over the 30 min stale limit (1 800 000 ms) first at the check at t + 2 100 000
