@@ -70,6 +70,7 @@ from heirline.core.identity import (
     resolve,
 )
 from heirline.core.lifecycle import (
+    SOCKET_STATES,
     AttemptCounter,
     Controller,
     LifecycleConfig,
@@ -509,7 +510,10 @@ class Engine:
                 ev.account,
                 ev.generation,
             )
-        out = ctl.closed(ev.status, now, self._random())
+        # Draw the jitter only for a close the controller can take: a rejected close (a second
+        # close of a socket that already closed, in backoff) must not move the random stream.
+        u = self._random() if ctl.state in SOCKET_STATES else 0.0
+        out = ctl.closed(ev.status, now, u)
         ctl.identity = None
         ctl.keys = NO_KEYS
         ctl.event_ms = now
