@@ -28,8 +28,6 @@ from __future__ import annotations
 import itertools
 import time
 
-import pytest
-
 from heirline.adapters.channel import Identity
 from heirline.adapters.fake import At, FakeChannel, FakeGateway, Script
 from heirline.core.engine import EngineConfig
@@ -153,11 +151,10 @@ def test_one_day_with_a_frame_every_four_minutes() -> None:
     run_days(1, 240_000, *ONE_DAY)
 
 
-@pytest.mark.soak
 def test_seven_days_with_a_frame_every_four_minutes() -> None:
     run_days(7, 240_000, *SEVEN_DAYS)
 
 
-@pytest.mark.soak
 def test_seven_days_with_the_default_keepalive() -> None:
+    # About 4 s of wall time: the 7-day run is part of the default suite.
     run_days(7, 30_000, *SEVEN_DAYS)
