@@ -414,17 +414,19 @@ class Engine:
 
     def _on_stop(self, ev: Stop, now: int) -> list[Effect]:
         ctl = self._ctl(ev.account, ev.generation)
+        if ctl is not None and ctl is self._latest[ev.account]:
+            # The owner wants this account down: the health policy must not bring it back,
+            # even when the generation already ended by itself (an exhausted one would be
+            # restarted as gave-up).
+            self._watched.discard(ev.account)
+            assert self._health is not None
+            self._health.forget(ev.account)
         if ctl is None or ctl.is_terminal:
             state = "over and forgotten" if ctl is None else ctl.state.value
             return _ignored(
                 "stop_ignored", f"generation {ev.generation} is already {state}", ev.account,
                 ev.generation,
             )  # fmt: skip
-        if ctl is self._latest[ev.account]:
-            # The owner wants this account down: the health policy must not bring it back.
-            self._watched.discard(ev.account)
-            assert self._health is not None
-            self._health.forget(ev.account)
         out = self._stop_ctl(ctl, ev.reason, now)
         return out + self._wake(ev.account, now)
 
