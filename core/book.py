@@ -10,7 +10,9 @@ its transmission is in flight through), and tells its owner through
 owner can forget a generation nothing refers to.
 
 Ended replies are remembered (a bounded FIFO of ``remember_ended`` entries) so
-a late ack is told from a bogus one.
+a late ack is told from a bogus one, and so a new capture cannot reuse the
+message id of a reply the receiver may already hold: a deduplicating receiver
+would drop the new one while both are reported delivered.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class ReplyBook:
     __slots__ = (
         "_ended",
         "_flight",
+        "_message_ids",
         "_open",
         "_release",
         "_waiting",
@@ -72,6 +75,7 @@ class ReplyBook:
         self._waiting: dict[str, dict[str, Reply]] = {}  # account -> ordered waiting replies
         self._flight: dict[tuple[str, int], dict[str, Reply]] = {}  # (account, attempt) -> replies
         self._ended: OrderedDict[str, EndedReply] = OrderedDict()
+        self._message_ids: dict[str, str] = {}  # message id -> reply id, open and remembered
 
     # ------------------------------------------------------------------ queries
 
@@ -111,12 +115,19 @@ class ReplyBook:
 
     # ------------------------------------------------------------------ capture
 
-    def check_new(self, reply_id: str, kind: str) -> None:
+    def check_new(self, reply_id: str, kind: str, message_id: str) -> None:
         """Reject a capture that can never be accepted (before the engine looks further)."""
         if reply_id in self._open or reply_id in self._ended:
             raise Rejection("duplicate_reply", f"reply {reply_id!r} was already captured")
         if kind not in KINDS:
             raise Rejection("unknown_kind", f"kind {kind!r} is not one of {sorted(KINDS)}")
+        holder = self._message_ids.get(message_id)
+        if holder is not None:
+            raise Rejection(
+                "duplicate_message_id",
+                f"message id {message_id!r} is already carried by reply {holder!r}; "
+                "the receiver deduplicates by it, so one of the two would be dropped",
+            )
 
     def capture(
         self,
@@ -131,6 +142,7 @@ class ReplyBook:
         """Open a reply captured by ``origin`` with ``identity`` (already resolved)."""
         reply = Reply(reply_id, origin, chat, kind, message_id, identity, deadline_ms)
         self._open[reply_id] = reply
+        self._message_ids[message_id] = reply_id
         origin.refs += 1
         return [
             StartTimer(timer=DeadlineTimer(reply_id), deadline_ms=deadline_ms),
@@ -383,9 +395,11 @@ class ReplyBook:
         self._land(reply)
         del self._open[reply.reply_id]
         ended = self._ended
-        ended[reply.reply_id] = EndedReply(reply.state, reply.sent, acked_attempt)
+        ended[reply.reply_id] = EndedReply(reply.state, reply.sent, acked_attempt, reply.message_id)
         if len(ended) > self.remember_ended:
-            ended.popitem(last=False)
+            forgotten, record = ended.popitem(last=False)
+            if self._message_ids.get(record.message_id) == forgotten:
+                del self._message_ids[record.message_id]
         origin = reply.origin
         origin.refs -= 1
         if origin.refs == 0:

@@ -185,3 +185,5 @@ class EndedReply(NamedTuple):
     sent: dict[int, int]
     #: The socket attempt whose ack delivered it, if any.
     acked_attempt: int | None
+    #: The message id every transmission carried.
+    message_id: str

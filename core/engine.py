@@ -684,7 +684,8 @@ class Engine:
     # ----------------------------------------------------------------- replies
 
     def _on_captured(self, ev: ReplyCaptured, now: int) -> list[Effect]:
-        self._book.check_new(ev.reply_id, ev.kind)
+        message_id = ev.message_id if ev.message_id is not None else ev.reply_id
+        self._book.check_new(ev.reply_id, ev.kind, message_id)
         ctl = self._ctl(ev.account, ev.generation)
         if ctl is None:
             raise Rejection(
@@ -700,7 +701,6 @@ class Engine:
                 "bad_deadline", f"deadline {deadline} is not in ({now}, {MAX_SAFE_INT}]"
             )
         identity = resolve(ctl.last_identity or UNAUTHENTICATED, self._mapping)
-        message_id = ev.message_id if ev.message_id is not None else ev.reply_id
         out = self._book.capture(ev.reply_id, ctl, ev.chat, ev.kind, message_id, identity, deadline)
         if ctl.state is State.OPEN:  # an inbound message was handled: the socket is busy
             ctl.activity(now)

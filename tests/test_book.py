@@ -66,7 +66,7 @@ class Bench:
         return c
 
     def capture(self, reply_id: str, origin: Controller, kind: str = "text") -> Reply:
-        self.book.check_new(reply_id, kind)
+        self.book.check_new(reply_id, kind, reply_id)
         effects = self.book.capture(reply_id, origin, CHAT, kind, reply_id, IDENTITY, DEADLINE)
         assert effects[0] == StartTimer(timer=DeadlineTimer(reply_id), deadline_ms=DEADLINE)
         return self.book.ready(reply_id, f"payload of {reply_id}")
@@ -123,12 +123,14 @@ def test_with_remember_ended_n_the_n_most_recent_ended_replies_are_remembered(n:
     attempts = _end_unacked(bench, ids, via)
     # Exactly N ended: every one is remembered, the oldest included.
     for rid in ids:
-        assert bench.book.ended(rid) == EndedReply(ReplyState.UNKNOWN, {attempts[rid]: 1}, None)
+        assert bench.book.ended(rid) == EndedReply(
+            ReplyState.UNKNOWN, {attempts[rid]: 1}, None, rid
+        )
     late = bench.book.acked("r0", via.generation, attempts["r0"])
     assert [(e.level, e.code) for e in late if isinstance(e, Log)] == [("warning", "late_ack")]
     assert len(late) == 1
     with pytest.raises(Rejection) as caught:
-        bench.book.check_new("r0", "text")
+        bench.book.check_new("r0", "text", "r0")
     assert caught.value.code == "duplicate_reply"
 
 
@@ -263,7 +265,7 @@ def test_waiting_holds_no_carrier_and_is_indexed_in_order() -> None:
 def test_shutdown_ends_every_open_reply_once_failed_or_unknown() -> None:
     bench = Bench()
     origin, successor = bench.controller(), bench.controller()
-    bench.book.check_new("pending", "text")
+    bench.book.check_new("pending", "text", "pending")
     bench.book.capture("pending", origin, CHAT, "text", "pending", IDENTITY, DEADLINE)
     waiting = bench.capture("waiting", origin)
     bench.book.apply(waiting, WAIT, None, None)
@@ -319,7 +321,7 @@ def test_an_ack_delivers_once_and_a_second_ack_of_that_socket_is_a_duplicate() -
         ReplyDelivered(reply_id="r1", generation=transmit.generation, via="origin"),
     ]
     assert bench.book.ended("r1") == EndedReply(
-        ReplyState.DELIVERED, {transmit.attempt: transmit.generation}, transmit.attempt
+        ReplyState.DELIVERED, {transmit.attempt: transmit.generation}, transmit.attempt, "r1"
     )
     with pytest.raises(Rejection) as caught:
         bench.book.acked("r1", transmit.generation, transmit.attempt)
@@ -407,7 +409,7 @@ def test_capture_rejections_name_the_reason() -> None:
     bench.book.apply(reply, WAIT, None, None)
     for rid, kind, code in (("r1", "text", "duplicate_reply"), ("r2", "fax", "unknown_kind")):
         with pytest.raises(Rejection) as caught:
-            bench.book.check_new(rid, kind)
+            bench.book.check_new(rid, kind, rid)
         assert caught.value.code == code
     with pytest.raises(Rejection) as not_pending:
         bench.book.ready("r1", "again")
@@ -434,7 +436,7 @@ def test_a_deadline_ends_an_open_reply_by_what_it_did(
 ) -> None:
     bench = Bench()
     origin = bench.controller()
-    bench.book.check_new("r1", "text")
+    bench.book.check_new("r1", "text", "r1")
     bench.book.capture("r1", origin, CHAT, "text", "r1", IDENTITY, DEADLINE)
     if setup != "pending":
         reply = bench.book.ready("r1", "p")
@@ -457,3 +459,24 @@ def test_an_ended_reply_cannot_move_again() -> None:
     with pytest.raises(InvalidTransition):
         reply._set_state(ReplyTrigger.TRANSMIT)
     assert reply.state is ReplyState.DELIVERED
+
+
+def test_a_message_id_is_never_carried_by_two_replies_while_either_is_remembered() -> None:
+    """A deduplicating receiver would drop the second one while both are reported delivered."""
+    bench = Bench(remember_ended=1)
+    origin = bench.controller()
+    bench.book.check_new("r1", "text", "m1")
+    bench.book.capture("r1", origin, CHAT, "text", "m1", IDENTITY, DEADLINE)
+    with pytest.raises(Rejection) as open_holder:
+        bench.book.check_new("r2", "text", "m1")
+    assert open_holder.value.code == "duplicate_message_id"
+    assert "'r1'" in str(open_holder.value)
+    bench.book.deadline("r1")  # ended, and remembered
+    with pytest.raises(Rejection) as ended_holder:
+        bench.book.check_new("r2", "text", "m1")
+    assert ended_holder.value.code == "duplicate_message_id"
+    bench.book.check_new("r3", "text", "m3")
+    bench.book.capture("r3", origin, CHAT, "text", "m3", IDENTITY, DEADLINE)
+    bench.book.deadline("r3")  # r1 falls out of the memory of one
+    assert bench.book.ended("r1") is None
+    bench.book.check_new("r2", "text", "m1")  # no longer known: accepted

@@ -232,6 +232,11 @@ def test_only_set_state_assigns_a_reply_state() -> None:
 
 
 def test_the_memory_of_an_ended_reply_is_a_named_record() -> None:
-    ended = EndedReply(ReplyState.DELIVERED, {3: 1}, 3)
-    assert ended._fields == ("state", "sent", "acked_attempt")
-    assert (ended.state, ended.sent, ended.acked_attempt) == ("delivered", {3: 1}, 3)
+    ended = EndedReply(ReplyState.DELIVERED, {3: 1}, 3, "m")
+    assert ended._fields == ("state", "sent", "acked_attempt", "message_id")
+    assert (ended.state, ended.sent, ended.acked_attempt, ended.message_id) == (
+        "delivered",
+        {3: 1},
+        3,
+        "m",
+    )

@@ -203,8 +203,17 @@ def test_a_resend_under_a_new_message_id_shows_the_reply_twice(
         )
 
 
-def test_two_replies_under_one_message_id_lose_one_at_the_receiver() -> None:
-    """The receiver model drops a second reply that reuses a message id (a lost reply)."""
+def test_two_replies_under_one_message_id_lose_one_at_the_receiver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The receiver model drops a second reply that reuses a message id (a lost reply).
+
+    The engine refuses such a capture now; the mutant takes that refusal away again.
+    """
+    original = ReplyBook.check_new
+    monkeypatch.setattr(
+        ReplyBook, "check_new", lambda self, rid, kind, mid: original(self, rid, kind, rid)
+    )
     world = root_world("captured")
     world.step(ReplyReady(reply_id="r1"))
     world.step(TransmitAcked(reply_id="r1", generation=1, attempt=1))
@@ -215,11 +224,6 @@ def test_two_replies_under_one_message_id_lose_one_at_the_receiver() -> None:
         world.step(ReplyReady(reply_id="r3"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine accepts a capture whose message id another reply already carries; "
-    "a deduplicating receiver then drops one of them while both are reported delivered",
-)
 def test_a_capture_that_reuses_a_message_id_is_rejected() -> None:
     world = root_world("captured")
     out = world.step(
