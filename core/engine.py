@@ -464,7 +464,13 @@ class Engine:
         ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current:
             # The socket raced a stop or a newer socket: close it rather than leak a session.
-            why = "is over" if ctl is None or ctl.is_terminal else "has a newer socket"
+            why = (
+                "is over"
+                if ctl is None or ctl.is_terminal
+                else "has a newer socket"
+                if ev.attempt != ctl.socket
+                else f"is in {ctl.state.value}: that socket closed already"
+            )
             return [
                 CloseSocket(
                     account=ev.account,
@@ -500,7 +506,9 @@ class Engine:
         self._check_attempt(self._latest[account], attempt)
         if ctl is None:
             return None, False
-        return ctl, not ctl.is_terminal and attempt == ctl.socket
+        # The latest socket is current only while the controller has it (connecting, open or
+        # closing): a second close of a socket that already closed is as late as any other.
+        return ctl, attempt == ctl.socket and ctl.state in SOCKET_STATES
 
     def _on_closed(self, ev: SocketClosed, now: int) -> list[Effect]:
         ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)

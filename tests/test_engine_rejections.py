@@ -115,12 +115,6 @@ ROWS: list[tuple[str, Callable[[], Engine], ev.Event, int]] = [
         LATER,
     ),
     (
-        "invalid_transition",
-        in_backoff,  # the socket closed already: a second close of it
-        ev.SocketClosed(account=ACCOUNT, generation=1, attempt=1, status=408),
-        LATER,
-    ),
-    (
         "bad_config",
         lambda: busy(always_one),
         ev.SocketClosed(account=ACCOUNT, generation=1, attempt=1, status=408),
@@ -421,3 +415,16 @@ def test_handle_never_raises_and_a_rejection_comes_alone_and_changes_nothing(
             now = at
         else:
             assert fingerprint(engine) == before, (code, event, at)
+
+
+def test_a_second_close_of_a_socket_that_closed_already_is_late_and_changes_nothing() -> None:
+    """A duplicate close is answered like every late fact, whatever state the controller is in."""
+    engine, twin = in_backoff(), in_backoff()
+    out = engine.handle(
+        ev.SocketClosed(account=ACCOUNT, generation=1, attempt=1, status=408), LATER
+    )
+    assert codes(out) == ["late_close"]
+    assert [type(e) for e in out] == [fx.Log]
+    # Only the clock moved (a late fact is an accepted input): the same as an empty step.
+    assert twin.handle(ev.Activity(account=ACCOUNT, generation=1, attempt=1), LATER) == []
+    assert fingerprint(engine) == fingerprint(twin)
