@@ -38,3 +38,37 @@ def test_the_node_package_has_the_same_version() -> None:
 def test_the_protocol_doc_shows_the_current_version_in_the_hello_answer() -> None:
     doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert re.findall(r'"heirline":"([^"]+)"', doc) == [heirline.core.__version__]
+
+
+def test_the_licence_is_an_spdx_expression_with_its_file_installed() -> None:
+    assert PROJECT["license"] == "MIT"
+    assert PROJECT["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert text.startswith("MIT License\n\nCopyright (c) 2026 the heirline authors\n")
+    meta = importlib.metadata.metadata("heirline")
+    assert meta["License-Expression"] == "MIT"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    # PEP 639: no licence classifier next to an expression (setuptools refuses both).
+    assert not [c for c in PROJECT["classifiers"] if c.startswith("License ::")]
+    files = importlib.metadata.files("heirline") or []
+    installed = [f for f in files if f.name == "LICENSE" and ".dist-info" in str(f)]
+    assert len(installed) == 1
+    assert installed[0].read_text(encoding="utf-8") == text
+
+
+def test_the_node_package_carries_the_same_licence() -> None:
+    node = ROOT / "bindings" / "node"
+    assert (node / "LICENSE").read_text("utf-8") == (ROOT / "LICENSE").read_text("utf-8")
+    assert json.loads((node / "package.json").read_text("utf-8"))["license"] == "MIT"
+
+
+def test_the_project_names_its_home_and_says_what_it_is() -> None:
+    home = "https://github.com/heirline/heirline"
+    urls = PROJECT["urls"]
+    assert urls["Homepage"] == home
+    assert urls["Changelog"] == f"{home}/blob/main/CHANGELOG.md"
+    assert all(u.startswith(home) for u in urls.values())
+    assert {"whatsapp", "baileys", "sans-io"} <= set(PROJECT["keywords"])
+    assert "Typing :: Typed" in PROJECT["classifiers"]
+    meta = importlib.metadata.metadata("heirline")
+    assert f"Homepage, {home}" in (meta.get_all("Project-URL") or [])
