@@ -9,7 +9,7 @@ import {
   statusOf,
 } from "../examples/baileys.mjs";
 import { HeirlineEngine } from "../index.mjs";
-import { COMMAND } from "./helpers.mjs";
+import { COMMAND } from "./support/helpers.mjs";
 
 // Copied from Baileys' `enum DisconnectReason` (WhiskeySockets/Baileys, src/Types/index.ts);
 // hard-coded so the tests need no download of the `baileys` package.
