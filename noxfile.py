@@ -89,12 +89,13 @@ def _require_node(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def node(session: nox.Session) -> None:
-    """The Node.js package's tests: every conformance vector through the real stdio server."""
+    """The Node.js package: its tests (every conformance vector via the real server), npm pack."""
     _require_node(session)
     _install(session)
     python = str(Path(session.bin) / "python")
     with session.chdir(NODE_PACKAGE):
-        # npm test: the test files are named in package.json, so helpers are not run as tests.
+        # npm test: the test files are named in package.json, so helpers are not run as tests;
+        # test/pack.test.mjs checks that `npm pack` holds every file the README uses.
         session.run("npm", "test", external=True, env={"PYTHON": python})
 
 
