@@ -113,6 +113,20 @@ def test_the_project_names_its_home_and_says_what_it_is() -> None:
     assert f"Homepage, {home}" in (meta.get_all("Project-URL") or [])
 
 
+def test_the_changelog_keeps_an_unreleased_section_and_every_release() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "https://keepachangelog.com/en/1.1.0/" in text
+    headings = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", text, flags=re.M)
+    names = [name for name, _ in headings]
+    assert names[0] == "Unreleased"
+    assert "0.1.0" in names
+    for name in names:  # every heading links somewhere
+        assert re.search(rf"^\[{re.escape(name)}\]: https://github\.com/heirline/", text, re.M)
+    released = [tuple(int(x) for x in n.split(".")) for n in names[1:]]
+    assert released == sorted(released, reverse=True)
+    assert all(date for _, date in headings[1:])
+
+
 # ------------------------------------------------------------------------- nox
 
 
