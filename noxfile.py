@@ -24,6 +24,10 @@ nox.options.download_python = "auto"
 PYTHONS = ("3.11", "3.12", "3.13")
 #: The other sessions, and the tests session that measures coverage: the oldest.
 PYTHON = PYTHONS[0]
+#: Tests run on PYTHON only. The exhaustive explorer is more than half of the suite's
+#: time and checks the pure core's invariants, which do not depend on the interpreter;
+#: the hostile exploration, the stateful tests and the rest of the suite run on each.
+ONCE = ("tests/test_explore.py::test_every_plausible_interleaving_keeps_the_invariants",)
 #: The Node.js package; its package.json "engines" says which Node.js it needs.
 NODE_PACKAGE = Path("bindings/node")
 
@@ -35,18 +39,19 @@ def _install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The whole suite on each CPython; on the oldest also branch coverage >= 90 %."""
+    """The suite on each CPython; on the oldest also coverage >= 90 % and the explorer."""
     _install(session, "[test]")
-    coverage = [
+    oldest = [
         "--cov=heirline.core",
         "--cov=heirline.adapters",
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
     ]
+    others = [f"--deselect={test}" for test in ONCE]
     session.run(
         "pytest",
-        *(coverage if session.python == PYTHON else []),
+        *(oldest if session.python == PYTHON else others),
         "-m",
         "not soak",
         *session.posargs,

@@ -77,17 +77,30 @@ def _classifier_pythons() -> list[str]:
     ]
 
 
-def _noxfile_pythons() -> tuple[str, ...]:
-    """``PYTHONS`` in noxfile.py, read without importing nox."""
+def _noxfile_constant(name: str) -> tuple[str, ...]:
+    """A tuple constant of noxfile.py, read without importing nox."""
     import ast
 
     tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["PYTHONS"]:
+        if isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == [name]:
             value = ast.literal_eval(node.value)
             assert isinstance(value, tuple)
             return tuple(str(v) for v in value)
-    raise AssertionError("noxfile.py has no PYTHONS = (...)")
+    raise AssertionError(f"noxfile.py has no {name} = (...)")
+
+
+def _noxfile_pythons() -> tuple[str, ...]:
+    return _noxfile_constant("PYTHONS")
+
+
+def test_the_tests_nox_runs_on_one_interpreter_only_exist() -> None:
+    # A --deselect of a test that is not there is silently ignored: keep ONCE true.
+    once = _noxfile_constant("ONCE")
+    assert once
+    for test in once:
+        path, _, name = test.partition("::")
+        assert re.search(rf"^def {re.escape(name)}\(", (ROOT / path).read_text("utf-8"), re.M), test
 
 
 def test_requires_python_the_classifiers_and_nox_name_the_same_pythons() -> None:
