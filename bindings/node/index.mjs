@@ -112,13 +112,19 @@ export class HeirlineProtocolError extends Error {
  */
 export class HeirlineEngine {
   /**
-   * Spawn the server and complete the handshake.
+   * Spawn the server and complete the handshake; if that fails, the server is ended and
+   * the promise rejects.
    * @param {import("./index.d.ts").HeirlineOptions} [options]
    * @returns {Promise<HeirlineEngine>}
    */
   static async start(options = {}) {
     const engine = new HeirlineEngine(options);
-    await engine.ready;
+    try {
+      await engine.ready;
+    } catch (err) {
+      await engine.close(); // the caller has no handle to close it: end the server here
+      throw err;
+    }
     return engine;
   }
 

@@ -74,6 +74,23 @@ function assertNamesTheFix(err) {
   assert.match(err.message, /heirline\.adapters\.stdio/);
 }
 
+/** Child processes this test process has running (a closed one's handle goes a tick later). */
+async function children() {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  return process.getActiveResourcesInfo().filter((r) => r === "ProcessWrap").length;
+}
+
+test("start() that fails ends the server it spawned (nothing keeps Node running)", async () => {
+  const before = await children();
+  await assert.rejects(
+    HeirlineEngine.start({ command: COMMAND, seed: 1, config: { nope: 1 } }),
+    (err) => err instanceof HeirlineProtocolError && err.code === "bad_hello",
+  );
+  assert.equal(await children(), before);
+  await assert.rejects(HeirlineEngine.start({ command: ["/nonexistent/heirline-server"] }), HeirlineStartError);
+  assert.equal(await children(), before);
+});
+
 test("a server command that does not exist rejects with the fix, not a raw ENOENT", async () => {
   const engine = new HeirlineEngine({ command: ["/nonexistent/heirline-server"] });
   await assert.rejects(engine.ready, (err) => {
