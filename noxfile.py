@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -9,8 +13,23 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "typecheck", "lint", "node"]
 nox.options.reuse_existing_virtualenvs = False
+# A missing interpreter fails its session (nox's default outside CI is to skip it, and a
+# run that skipped every session exits 0). nox first looks for pythonX.Y on PATH, then
+# (uv backend) tries `uv python install`; only if both fail is the interpreter missing.
+nox.options.error_on_missing_interpreters = True
+nox.options.download_python = "auto"
 
-PYTHON = "3.11"
+#: Every supported CPython: the classifiers and requires-python in pyproject.toml say
+#: the same (tests/test_packaging.py). The tests session runs on each.
+PYTHONS = ("3.11", "3.12", "3.13")
+#: The other sessions, and the tests session that measures coverage: the oldest.
+PYTHON = PYTHONS[0]
+#: Tests run on PYTHON only. The exhaustive explorer is more than half of the suite's
+#: time and checks the pure core's invariants, which do not depend on the interpreter;
+#: the hostile exploration, the stateful tests and the rest of the suite run on each.
+ONCE = ("tests/test_explore.py::test_every_plausible_interleaving_keeps_the_invariants",)
+#: The Node.js package; its package.json "engines" says which Node.js it needs.
+NODE_PACKAGE = Path("bindings/node")
 
 
 def _install(session: nox.Session, extras: str = "") -> None:
@@ -18,21 +37,26 @@ def _install(session: nox.Session, extras: str = "") -> None:
     session.install(f".{extras}")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Unit, property, exhaustive, scenario and adapter tests with branch coverage >= 90 %."""
+    """The suite on each CPython; on the oldest also coverage >= 90 % and the explorer."""
     _install(session, "[test]")
-    session.run(
-        "pytest",
+    oldest = [
         "--cov=heirline.core",
         "--cov=heirline.adapters",
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
+    ]
+    others = [f"--deselect={test}" for test in ONCE]
+    session.run(
+        "pytest",
+        *(oldest if session.python == PYTHON else others),
         "-m",
         "not soak",
         *session.posargs,
-        env={"HYPOTHESIS_PROFILE": "ci"},
+        # HEIRLINE_NOX_PYTHON: the interpreter running nox, for tests/test_packaging.py
+        env={"HYPOTHESIS_PROFILE": "ci", "HEIRLINE_NOX_PYTHON": sys.executable},
     )
 
 
@@ -52,13 +76,32 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+def _require_node(session: nox.Session) -> None:
+    """Fail with the fix when node or npm is missing, or node is older than "engines" allows."""
+    engines = json.loads((NODE_PACKAGE / "package.json").read_text("utf-8"))["engines"]["node"]
+    major = int(engines.removeprefix(">="))  # ">=18": the only form used
+    need = f"Node.js >= {major} with npm"
+    fix = "install it: apt-get install nodejs npm (Debian/Ubuntu), or see https://nodejs.org"
+    for program in ("node", "npm"):
+        if shutil.which(program) is None:
+            session.error(f"the node session needs {need}; {program} is not on PATH: {fix}")
+    found = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if int(found.lstrip("v").split(".")[0]) < major:
+        session.error(f"the node session needs {need}, found node {found}: {fix}")
+
+
 @nox.session(python=PYTHON)
 def node(session: nox.Session) -> None:
-    """The Node.js binding's tests: every conformance vector through the real stdio server."""
+    """The Node.js package: its tests (every conformance vector via the real server), npm pack."""
+    _require_node(session)
     _install(session)
     python = str(Path(session.bin) / "python")
-    with session.chdir("bindings/node"):
-        session.run("node", "--test", external=True, env={"PYTHON": python})
+    with session.chdir(NODE_PACKAGE):
+        # npm test: the test files are named in package.json, so helpers are not run as tests;
+        # test/pack.test.mjs checks that `npm pack` holds every file the README uses.
+        session.run("npm", "test", external=True, env={"PYTHON": python})
 
 
 @nox.session(python=PYTHON)

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from heirline.core import __version__
+
 Handler = Callable[[argparse.Namespace], int]
 #: ``argparse._SubParsersAction[ArgumentParser]``, which is not subscriptable at run time.
 Subparsers = Any
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="heirline",
         description="heirline: a sans-I/O decision engine for chat-gateway connection handoff.",
     )
+    parser.add_argument("--version", action="version", version=f"heirline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)

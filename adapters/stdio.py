@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import random
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 import orjson
 
+from heirline.core import __version__
 from heirline.core.backoff import BackoffConfig
 from heirline.core.effects import Effect, Rejected
 from heirline.core.engine import Engine, EngineConfig
@@ -82,11 +82,8 @@ ERROR_CODES: Final = (
 
 
 def version() -> str:
-    """The installed heirline version (``0+unknown`` when not installed)."""
-    try:
-        return importlib.metadata.version("heirline")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - always installed
-        return "0+unknown"
+    """heirline's version, as the hello's answer names it: ``heirline.core.__version__``."""
+    return __version__
 
 
 class ProtocolError(HeirlineError, ValueError):

@@ -159,3 +159,29 @@ def test_run_names_the_file_of_a_malformed_scenario(
     err = capsys.readouterr().err
     assert str(bad) in err
     assert "TOML syntax" in err
+
+
+def test_version_names_the_installed_heirline(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.metadata
+
+    from heirline.core import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"heirline {__version__}\n"
+    assert importlib.metadata.version("heirline") == __version__
+
+
+def test_the_console_script_prints_the_version() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from heirline.core import __version__
+
+    script = Path(sys.executable).parent / "heirline"  # installed next to this interpreter
+    done = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == f"heirline {__version__}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 from heirline.core import effects as fx
@@ -10,16 +11,40 @@ from heirline.core import effects as fx
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_readme_starts_with_the_demo_and_the_test_command() -> None:
+def _commands(block: str) -> list[str]:
+    return [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_starts_with_the_venv_the_demo_and_the_test_command() -> None:
     text = README.read_text(encoding="utf-8")
-    (block,) = re.findall(r"```sh\n(.*?)```", text, flags=re.S)[:1]
-    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    venv, commands = (_commands(b) for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S)[:2])
+    assert venv == ["python3 -m venv .venv && . .venv/bin/activate"]
     assert commands == [
         "python -m pip install . && heirline demo",
         'python -m pip install "nox[uv]" && nox',
     ]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
-    assert commands[1] in ci  # CI runs exactly the README's test command
+    ci_commands = [line.strip() for line in ci.splitlines()]
+    # CI runs exactly the README's venv step, then exactly its test command, and ends there.
+    assert venv[0] in ci_commands
+    assert commands[1] in ci_commands
+    assert ci_commands.index(venv[0]) < ci_commands.index(commands[1])
+    assert [line for line in ci_commands if line][-1] == commands[1]
+
+
+def test_the_readme_names_what_the_test_command_needs() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert "Node.js >= 18" in text
+    assert "nodejs npm" in text  # how, as .ci/run installs it
+    assert "uv python install" in text
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "install -y -qq nodejs" in ci
+    assert "install -y -qq npm" in ci
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    prefix = "Programming Language :: Python :: "
+    pythons = [c.removeprefix(prefix) for c in project["project"]["classifiers"]]
+    pythons = [p for p in pythons if re.fullmatch(r"3\.\d+", p)]
+    assert f"CPython **{', '.join(pythons[:-1])} and {pythons[-1]}**" in text
 
 
 def test_the_engine_example_runs_and_returns_what_the_comment_says() -> None:

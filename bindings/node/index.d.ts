@@ -9,6 +9,19 @@ export declare function resolveCommand(
 
 export type Clock = "host" | "monotonic";
 
+export interface MonotonicClockOptions {
+  /** The first reading, in ms (default 0); e.g. `Date.now()` to start at the wall time. */
+  start?: number;
+  /** Nanoseconds from a monotonic source; default `process.hrtime.bigint` (for tests). */
+  source?: () => bigint;
+}
+
+/**
+ * A clock for `send(event, now)`: integer ms, never decreasing (`Date.now()` can step back,
+ * and the protocol rejects a `now` that does).
+ */
+export declare function monotonicClock(options?: MonotonicClockOptions): () => number;
+
 export interface HeirlineOptions {
   /** argv of the server; default HEIRLINE_CMD or ["heirline", "serve", "--stdio"]. */
   command?: string[];
@@ -83,6 +96,14 @@ export interface ServerHello {
   clock: Clock;
 }
 
+/** The server command could not be started; the message names the fix. */
+export declare class HeirlineStartError extends Error {
+  constructor(command: string[], cause: Error & { code?: string });
+  /** The spawn error code, e.g. "ENOENT" (not found) or "EACCES" (not executable). */
+  readonly code: string | undefined;
+  readonly command: string[];
+}
+
 export declare class HeirlineProtocolError extends Error {
   readonly code: string;
   readonly line: number;
@@ -95,7 +116,10 @@ export declare class HeirlineEngine {
   readonly ready: Promise<ServerHello>;
   readonly clock: Clock;
   serverVersion?: string;
-  /** Send a raw protocol object or line; resolves with the answer object. */
+  /**
+   * Send a raw protocol object or line; resolves with the answer object. Rejects with
+   * HeirlineStartError when the server could not be started.
+   */
   request(message: object | string): Promise<any>;
   send(event: Event, now?: number): Promise<Effect[]>;
   close(): Promise<{ code: number | null; signal: string | null; stderr: string }>;

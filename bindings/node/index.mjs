@@ -33,6 +33,58 @@ export function resolveCommand(command, env = process.env) {
   return [...DEFAULT_COMMAND];
 }
 
+/**
+ * A clock for {@link HeirlineEngine#send}: integer milliseconds from a monotonic source,
+ * never decreasing, so the protocol's `now_backwards` cannot happen. `Date.now()` is a
+ * wall clock: NTP and manual changes move it backwards.
+ *
+ * ```js
+ * const clock = monotonicClock();                         // 0, 1, 2, ... ms since now
+ * const wall = monotonicClock({ start: Date.now() });     // starts at the wall time, never steps back
+ * await engine.send(event, clock());
+ * ```
+ * @param {{start?: number, source?: () => bigint}} [options] `start`: the first reading
+ *   (ms, default 0); `source`: nanoseconds, default `process.hrtime.bigint` (for tests).
+ * @returns {() => number}
+ */
+export function monotonicClock({ start = 0, source = process.hrtime.bigint } = {}) {
+  if (!Number.isSafeInteger(start) || start < 0) {
+    throw new TypeError(`monotonicClock: start must be a non-negative integer (ms), got ${start}`);
+  }
+  const origin = source();
+  let last = start;
+  return () => {
+    const now = start + Number((source() - origin) / 1_000_000n);
+    if (now > last) last = now; // a source that steps back (it should not) holds the clock still
+    return last;
+  };
+}
+
+/** What to do when the server command cannot be started. */
+const START_FIX =
+  'Install the heirline Python package so that "heirline" is on PATH (python -m pip install . ' +
+  "in a clone of https://github.com/heirline/heirline, then activate that venv), or point " +
+  'options.command or HEIRLINE_CMD at it, e.g. ["/path/to/venv/bin/heirline", "serve", "--stdio"] ' +
+  'or ["python3", "-m", "heirline.adapters.stdio"].';
+
+/** The server command could not be started (not found, not executable, ...). */
+export class HeirlineStartError extends Error {
+  /**
+   * @param {string[]} command
+   * @param {NodeJS.ErrnoException} cause
+   */
+  constructor(command, cause) {
+    const what =
+      cause.code === "ENOENT"
+        ? `${JSON.stringify(command[0])} was not found`
+        : `${JSON.stringify(command[0])} could not be run (${cause.code ?? cause.message})`;
+    super(`heirline: cannot start the engine server: ${what}. ${START_FIX}`, { cause });
+    this.name = "HeirlineStartError";
+    /** @type {string | undefined} */ this.code = cause.code;
+    /** @type {string[]} */ this.command = [...command];
+  }
+}
+
 /** An error line from the server (`{"error": {"line", "code", "message"}}`). */
 export class HeirlineProtocolError extends Error {
   /**
@@ -53,25 +105,33 @@ export class HeirlineProtocolError extends Error {
  *
  * ```js
  * const engine = await HeirlineEngine.start({ seed: 7 });
- * const effects = await engine.send({ type: "start", account: "acct" }, Date.now());
+ * const clock = monotonicClock();
+ * const effects = await engine.send({ type: "start", account: "acct" }, clock());
  * await engine.close();
  * ```
  */
 export class HeirlineEngine {
   /**
-   * Spawn the server and complete the handshake.
+   * Spawn the server and complete the handshake; if that fails, the server is ended and
+   * the promise rejects.
    * @param {import("./index.d.ts").HeirlineOptions} [options]
    * @returns {Promise<HeirlineEngine>}
    */
   static async start(options = {}) {
     const engine = new HeirlineEngine(options);
-    await engine.ready;
+    try {
+      await engine.ready;
+    } catch (err) {
+      await engine.close(); // the caller has no handle to close it: end the server here
+      throw err;
+    }
     return engine;
   }
 
   /** @param {import("./index.d.ts").HeirlineOptions} [options] */
   constructor(options = {}) {
-    const [cmd, ...args] = resolveCommand(options.command, options.env ?? process.env);
+    const command = resolveCommand(options.command, options.env ?? process.env);
+    const [cmd, ...args] = command;
     this.clock = options.clock ?? "host";
     /** @type {Array<{resolve: (v: any) => void, reject: (e: Error) => void}>} */
     this._pending = [];
@@ -87,19 +147,23 @@ export class HeirlineEngine {
     this._child.stderr.on("data", (chunk) => {
       this._stderr = (this._stderr + chunk).slice(-8192);
     });
+    /** @type {Error | null} why the server could not be started, once known */
+    this._startError = null;
     this._exit = new Promise((resolve) => {
       this._child.on("close", (code, signal) => {
         this._closed = true;
-        const err = new Error(
-          `heirline server exited (code ${code}, signal ${signal}): ${this._stderr.trim()}`,
-        );
+        const err =
+          this._startError ??
+          new Error(`heirline server exited (code ${code}, signal ${signal}): ${this._stderr.trim()}`);
         for (const p of this._pending.splice(0)) p.reject(err);
         resolve({ code, signal, stderr: this._stderr });
       });
     });
     this._child.on("error", (err) => {
       this._closed = true;
-      for (const p of this._pending.splice(0)) p.reject(err);
+      // spawn failed (ENOENT, EACCES, ...): say which command and how to fix it.
+      if (this._child.pid === undefined) this._startError = new HeirlineStartError(command, err);
+      for (const p of this._pending.splice(0)) p.reject(this._startError ?? err);
     });
     this._child.stdin.on("error", () => {}); // reported through "close"
     const lines = createInterface({ input: this._child.stdout, crlfDelay: Infinity });
@@ -136,7 +200,7 @@ export class HeirlineEngine {
    * @returns {Promise<any>}
    */
   request(message) {
-    if (this._closed) return Promise.reject(new Error("heirline: engine is closed"));
+    if (this._closed) return Promise.reject(this._startError ?? new Error("heirline: engine is closed"));
     const line = typeof message === "string" ? message : JSON.stringify(message);
     if (line.includes("\n")) return Promise.reject(new Error("heirline: a line may not contain a newline"));
     return new Promise((resolve, reject) => {

@@ -1,18 +1,27 @@
-// The Baileys mapping of examples/baileys.mjs, with Baileys' real DisconnectReason values.
+// heirline/baileys: the mapping with Baileys' real DisconnectReason values and event shapes,
+// and the gateway end to end against the real engine with fake Baileys sockets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
+  attachBaileys,
+  baileysMessageId,
+  boom,
   connectionUpdateToEvents,
   identityOf,
+  isInboundMessage,
   messagesUpsertToEvents,
+  replyCapturedEvent,
   sendErrorToEvent,
+  socketFields,
   statusOf,
-} from "../examples/baileys.mjs";
-import { HeirlineEngine } from "../index.mjs";
-import { COMMAND } from "./helpers.mjs";
+} from "heirline/baileys";
+import { HeirlineEngine } from "heirline";
+import { COMMAND } from "./support/helpers.mjs";
+import { FakeBaileysSocket, fakeBoom, inbound, until } from "./support/baileys.mjs";
 
-// Copied from Baileys' `enum DisconnectReason` (WhiskeySockets/Baileys, src/Types/index.ts);
-// hard-coded so the tests need no download of the `baileys` package.
+// Copied from Baileys' `enum DisconnectReason` (WhiskeySockets/Baileys, src/Types/index.ts;
+// checked against the baileys 6.17.16 package's lib/Types/index.d.ts); hard-coded so the
+// tests need no download of the `baileys` package.
 const DisconnectReason = Object.freeze({
   connectionClosed: 428,
   connectionLost: 408,
@@ -74,6 +83,45 @@ test("messages.upsert notify maps to reply_captured for inbound messages only", 
   assert.deepEqual(messagesUpsertToEvents({ ...upsert, type: "append" }, { account: "a", generation: 1 }), []);
 });
 
+test("only messages someone sent us, with content, are inbound", () => {
+  const chat = "4917000000001@s.whatsapp.net";
+  assert.equal(isInboundMessage(inbound(chat, "A1", "hi")), true);
+  const mine = inbound(chat, "A2", "hi");
+  mine.key.fromMe = true;
+  assert.equal(isInboundMessage(mine), false);
+  assert.equal(isInboundMessage(inbound("status@broadcast", "A3", "story")), false);
+  assert.equal(isInboundMessage({ ...inbound(chat, "A4", "x"), message: null }), false); // a stub
+  assert.equal(isInboundMessage({ ...inbound(chat, "A5", "x"), message: { protocolMessage: { type: 0 } } }), false);
+  assert.equal(isInboundMessage({ key: { remoteJid: chat, fromMe: false }, message: {} }), false); // no id
+  assert.equal(isInboundMessage(undefined), false);
+});
+
+test("a captured reply carries its chat and the message id every transmission will use", () => {
+  const id = baileysMessageId();
+  assert.match(id, /^3EB0[0-9A-F]{36}$/);
+  assert.notEqual(baileysMessageId(), id);
+  const event = replyCapturedEvent(inbound("120363000000000001@g.us", "3EB0A1", "hi"), {
+    ...socketFields({ type: "open_socket", account: "acct", generation: 3 }),
+    messageId: id,
+  });
+  assert.deepEqual(event, {
+    type: "reply_captured",
+    reply_id: "acct/3EB0A1",
+    account: "acct",
+    generation: 3,
+    chat: "120363000000000001@g.us",
+    kind: "text",
+    message_id: id,
+  });
+});
+
+test("the socket fields come from the open_socket effect", () => {
+  assert.deepEqual(socketFields({ type: "open_socket", account: "a", generation: 4 }), { account: "a", generation: 4 });
+  const close = boom(440, "superseded");
+  assert.equal(statusOf({ connection: "close", lastDisconnect: { error: close } }), 440);
+  assert.equal(statusOf({ connection: "close", lastDisconnect: { error: boom(null, "owner") } }), null);
+});
+
 test("a send that failed with 428 before writing is io_started false", () => {
   const effect = { reply_id: "r1", generation: 1 };
   const boom = Object.assign(new Error("Connection Closed"), { output: { statusCode: 428 } });
@@ -107,4 +155,282 @@ test("every DisconnectReason drives the engine to the documented decision", asyn
     assert.ok(codes.includes(expected[name]), `${name} (${code}): ${codes}`);
   }
   assert.equal((await engine.close()).code, 0);
+});
+
+// ------------------------------------------------------------------ the gateway, end to end
+
+const GROUP = "120363000000000001@g.us";
+const OTHER = { id: "4915199999999:1@s.whatsapp.net", lid: "999999999999999:1@lid" };
+
+/** A gateway on the real engine with fake Baileys sockets; records what goes in and out. */
+async function gatewayFor(t, { config = { health_timer: false }, mapping, ...options } = {}) {
+  const engine = await HeirlineEngine.start({ command: COMMAND, seed: 7, config, mapping });
+  const fed = []; // every event the gateway gives the engine, in order
+  const send = engine.send.bind(engine);
+  engine.send = (event, now) => {
+    fed.push(event);
+    return send(event, now);
+  };
+  const sockets = [];
+  const effects = [];
+  const errors = [];
+  const messages = [];
+  const gateway = attachBaileys(engine, {
+    makeSocket: (fields) => {
+      const sock = new FakeBaileysSocket(fields);
+      sockets.push(sock);
+      return sock;
+    },
+    onEffect: (effect) => effects.push(effect),
+    onError: (err) => errors.push(err),
+    onMessage: (message, reply) => messages.push({ message, reply }),
+    ...options,
+  });
+  t.after(async () => {
+    await gateway.close();
+    await engine.close();
+  });
+  const logged = (code) => effects.some((e) => e.type === "log" && e.code === code);
+  return { engine, gateway, fed, sockets, effects, errors, messages, logged };
+}
+
+test("the incident on Baileys: captured on A, A drops with 408, sent once through successor B", async (t) => {
+  const { gateway, fed, sockets, effects, errors, messages, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  assert.deepEqual(
+    sockets.map((s) => s.fields),
+    [{ account: "acct", generation: 1 }],
+  );
+  const [a] = sockets;
+  a.ev.emit("connection.update", { connection: "connecting" });
+  a.ev.emit("connection.update", { qr: "2@abc" });
+  a.login(me);
+  await until(() => logged("lifecycle.open"), 5000, "A open");
+  a.receive(inbound(GROUP, "3EB0A1", "ping"));
+  const { message, reply } = await until(() => messages[0], 5000, "onMessage");
+  assert.equal(message.key.id, "3EB0A1");
+  assert.equal(reply.replyId, "acct/3EB0A1");
+  assert.deepEqual([reply.account, reply.generation], ["acct", 1]);
+  assert.match(reply.messageId, /^3EB0[0-9A-F]{36}$/);
+
+  a.drop(DisconnectReason.connectionLost);
+  await until(() => logged("lifecycle.retry_scheduled"), 5000, "retry after 408");
+  await gateway.start("acct"); // the health monitor's restart: successor B
+  assert.equal(gateway.generation("acct"), 2);
+  const b = sockets[1];
+  assert.deepEqual(b.fields, { account: "acct", generation: 2 });
+  await reply.ready("pong");
+  assert.ok(logged("reply_waiting"));
+  assert.deepEqual(b.sent, []);
+  b.login(me);
+  const delivered = await until(() => effects.find((e) => e.type === "reply_delivered"), 5000, "delivery");
+  assert.deepEqual(delivered, { type: "reply_delivered", reply_id: "acct/3EB0A1", generation: 2, via: "successor" });
+  assert.deepEqual(b.sent, [{ jid: GROUP, content: { text: "pong" }, options: { messageId: reply.messageId } }]);
+  assert.deepEqual(a.sent, []);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(
+    effects.filter((e) => e.type === "rejected"),
+    [],
+  );
+  // What the gateway told the engine, in order: Baileys' facts in heirline's shapes.
+  assert.deepEqual(
+    fed.map((e) => e.type),
+    [
+      "start",
+      "mapping_learned", // creds.update with me.id and me.lid
+      "socket_opened",
+      "reply_captured",
+      "socket_closed",
+      "start",
+      "reply_ready",
+      "socket_opened", // B: creds.update with the same pair is not reported again
+      "transmit_acked",
+    ],
+  );
+  assert.deepEqual(fed[1], { type: "mapping_learned", pn: me.id, lid: me.lid });
+  assert.deepEqual(fed[2], { type: "socket_opened", account: "acct", generation: 1, pn: me.id, lid: me.lid });
+  assert.deepEqual(fed[3], {
+    type: "reply_captured",
+    reply_id: "acct/3EB0A1",
+    account: "acct",
+    generation: 1,
+    chat: GROUP,
+    kind: "text",
+    message_id: reply.messageId,
+  });
+  assert.deepEqual(fed[4], { type: "socket_closed", account: "acct", generation: 1, status: 408 });
+  assert.deepEqual(fed[8], { type: "transmit_acked", reply_id: "acct/3EB0A1", generation: 2 });
+});
+
+test("relinked to another number: the reply is refused and B never sends", async (t) => {
+  const { gateway, sockets, effects, messages, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  sockets[0].login(me);
+  await until(() => logged("lifecycle.open"));
+  sockets[0].receive(inbound(GROUP, "3EB0A2", "ping"));
+  const { reply } = await until(() => messages[0]);
+  sockets[0].drop(DisconnectReason.connectionLost);
+  await gateway.start("acct");
+  await reply.ready("pong");
+  sockets[1].login(OTHER);
+  const failed = await until(() => effects.find((e) => e.type === "reply_failed"));
+  assert.equal(failed.reply_id, "acct/3EB0A2");
+  assert.equal(failed.outcome, "refused");
+  assert.deepEqual(sockets[1].sent, []);
+  assert.deepEqual(sockets[0].sent, []);
+});
+
+test("a failed send: before writing (428) it is sent again, after writing with the same id", async (t) => {
+  const { gateway, sockets, effects, messages, fed, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  const [a] = sockets;
+  a.login(me);
+  await until(() => logged("lifecycle.open"));
+  const outcomes = [
+    () => Promise.reject(fakeBoom("Connection Closed", DisconnectReason.connectionClosed)),
+    () => Promise.reject(new Error("Timed Out")),
+    () => Promise.resolve({}),
+  ];
+  a.onSend = () => outcomes.shift()();
+  a.receive(inbound(GROUP, "3EB0A3", "ping"));
+  const { reply } = await until(() => messages[0]);
+  await reply.ready("pong");
+  const delivered = await until(() => effects.find((e) => e.type === "reply_delivered"));
+  assert.equal(delivered.via, "origin");
+  assert.equal(a.sent.length, 3);
+  assert.ok(a.sent.every((s) => s.options.messageId === reply.messageId));
+  const failures = fed.filter((e) => e.type === "transmit_failed");
+  assert.deepEqual(
+    failures.map((e) => [e.io_started, e.error]),
+    [
+      [false, "Connection Closed"],
+      [true, "Timed Out"],
+    ],
+  );
+});
+
+test("a transmit for a socket that is not open fails before any I/O", async (t) => {
+  const { gateway, sockets, fed } = await gatewayFor(t);
+  await gateway.start("acct");
+  // The engine would not route to a closed socket; a stale transmit must not touch one.
+  await gateway._carryOut({
+    type: "transmit",
+    reply_id: "r9",
+    account: "acct",
+    generation: 1,
+    message_id: "3EB0FF",
+    chat: GROUP,
+    kind: "text",
+    payload: "x",
+    attempt: 1,
+  });
+  const failed = await until(() => fed.find((e) => e.type === "transmit_failed"));
+  assert.deepEqual(failed, {
+    type: "transmit_failed",
+    reply_id: "r9",
+    generation: 1,
+    io_started: false,
+    error: "heirline: no open socket for generation 1",
+  });
+  assert.deepEqual(sockets[0].sent, []);
+});
+
+test("close_socket ends the Baileys socket with its status; the close comes back as socket_closed", async (t) => {
+  const { gateway, sockets, fed, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  const [a] = sockets;
+  a.login(me);
+  await until(() => logged("lifecycle.open"));
+  await gateway.feed({ type: "watchdog_silence", account: "acct", generation: 1, silent_ms: 600000 });
+  assert.equal(a.ended.length, 1);
+  assert.equal(a.ended[0].output.statusCode, 499);
+  assert.match(a.ended[0].message, /^heirline: watchdog: no traffic/);
+  await until(() => fed.some((e) => e.type === "socket_closed"));
+  assert.deepEqual(fed.at(-1), { type: "socket_closed", account: "acct", generation: 1, status: 499 });
+
+  await gateway.stop("acct");
+  assert.equal(gateway.generation("acct"), undefined);
+  await assert.rejects(gateway.stop("acct"), /account "acct" is not running/);
+});
+
+test("the same message delivered twice is answered once", async (t) => {
+  const { gateway, sockets, messages, effects, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  sockets[0].login(me);
+  await until(() => logged("lifecycle.open"));
+  sockets[0].receive(inbound(GROUP, "3EB0A4", "ping"));
+  sockets[0].receive(inbound(GROUP, "3EB0A4", "ping"), inbound(GROUP, "3EB0A5", "again"));
+  await until(() => messages.length === 2 && effects.filter((e) => e.type === "rejected").length === 1);
+  assert.deepEqual(
+    messages.map((m) => m.reply.replyId),
+    ["acct/3EB0A4", "acct/3EB0A5"],
+  );
+  assert.equal(effects.find((e) => e.type === "rejected").code, "duplicate_reply");
+  // A message of our own, a status and an append (history) are not captured.
+  const mine = inbound(GROUP, "3EB0A6", "mine");
+  mine.key.fromMe = true;
+  sockets[0].receive(mine, inbound("status@broadcast", "3EB0A7", "story"));
+  sockets[0].ev.emit("messages.upsert", { messages: [inbound(GROUP, "3EB0A8", "old")], type: "append" });
+  await gateway.feed({ type: "health_check" }); // everything emitted before has been fed
+  assert.equal(messages.length, 2);
+});
+
+test("a socket factory that throws is a close without a status, reported to onError", async (t) => {
+  const { gateway, errors, fed, logged } = await gatewayFor(t, {
+    makeSocket: () => {
+      throw new Error("auth dir unreadable");
+    },
+  });
+  await gateway.start("acct");
+  await until(() => logged("lifecycle.retry_scheduled"));
+  assert.deepEqual(fed.at(-1), { type: "socket_closed", account: "acct", generation: 1, status: null });
+  assert.deepEqual(
+    errors.map((e) => e.message),
+    ["auth dir unreadable"],
+  );
+});
+
+test("a timer fires at its deadline on the gateway's clock, never before", async (t) => {
+  let now = 1000;
+  const { gateway, sockets, effects, logged } = await gatewayFor(t, { now: () => now });
+  await gateway.start("acct");
+  sockets[0].login(me);
+  await until(() => logged("lifecycle.open"));
+  await gateway.feed({
+    type: "reply_captured",
+    reply_id: "r1",
+    account: "acct",
+    generation: 1,
+    chat: GROUP,
+    deadline_ms: 1030,
+  });
+  assert.ok(effects.some((e) => e.type === "start_timer" && e.key === "deadline/r1" && e.deadline_ms === 1030));
+  await new Promise((resolve) => setTimeout(resolve, 120)); // 30 ms of real time are long gone
+  assert.equal(
+    effects.find((e) => e.type === "reply_failed"),
+    undefined,
+  );
+  now = 1030;
+  const failed = await until(() => effects.find((e) => e.type === "reply_failed"));
+  assert.deepEqual([failed.reply_id, failed.outcome], ["r1", "failed"]);
+});
+
+test("attachBaileys refuses what it cannot drive", async () => {
+  assert.throws(() => attachBaileys({}, { makeSocket() {} }), /must be a HeirlineEngine/);
+  const monotonic = { send() {}, clock: "monotonic" };
+  assert.throws(() => attachBaileys(monotonic, { makeSocket() {} }), /clock "host"/);
+  assert.throws(() => attachBaileys({ send() {}, clock: "host" }, {}), /options\.makeSocket/);
+});
+
+test("after close the gateway feeds nothing and ends its sockets", async (t) => {
+  const { gateway, sockets, fed, logged } = await gatewayFor(t);
+  await gateway.start("acct");
+  sockets[0].login(me);
+  await until(() => logged("lifecycle.open"));
+  const before = fed.length;
+  await gateway.close();
+  assert.equal(sockets[0].ended.length, 1);
+  sockets[0].receive(inbound(GROUP, "3EB0A9", "late"));
+  await assert.rejects(gateway.start("acct"), /gateway is closed/);
+  assert.equal(fed.length, before);
 });

@@ -1,7 +1,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { HeirlineEngine, HeirlineProtocolError, resolveCommand, DEFAULT_COMMAND } from "../index.mjs";
-import { COMMAND } from "./helpers.mjs";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import {
+  HeirlineEngine,
+  HeirlineProtocolError,
+  HeirlineStartError,
+  resolveCommand,
+  DEFAULT_COMMAND,
+} from "../index.mjs";
+import { COMMAND } from "./support/helpers.mjs";
 
 test("resolveCommand: option, then HEIRLINE_CMD, then the default", () => {
   assert.deepEqual(resolveCommand(["x", "y"], { HEIRLINE_CMD: "a b" }), ["x", "y"]);
@@ -57,7 +66,74 @@ test("a bad hello rejects ready", async () => {
   await engine.close();
 });
 
-test("a server that cannot start rejects ready", async () => {
+/** The fix every start error names: install the Python package, or say where it is. */
+function assertNamesTheFix(err) {
+  assert.ok(err instanceof HeirlineStartError, String(err));
+  assert.match(err.message, /python -m pip install \./);
+  assert.match(err.message, /options\.command or HEIRLINE_CMD/);
+  assert.match(err.message, /heirline\.adapters\.stdio/);
+}
+
+/** Child processes this test process has running (a closed one's handle goes a tick later). */
+async function children() {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  return process.getActiveResourcesInfo().filter((r) => r === "ProcessWrap").length;
+}
+
+test("start() that fails ends the server it spawned (nothing keeps Node running)", async () => {
+  const before = await children();
+  await assert.rejects(
+    HeirlineEngine.start({ command: COMMAND, seed: 1, config: { nope: 1 } }),
+    (err) => err instanceof HeirlineProtocolError && err.code === "bad_hello",
+  );
+  assert.equal(await children(), before);
+  await assert.rejects(HeirlineEngine.start({ command: ["/nonexistent/heirline-server"] }), HeirlineStartError);
+  assert.equal(await children(), before);
+});
+
+test("a server command that does not exist rejects with the fix, not a raw ENOENT", async () => {
   const engine = new HeirlineEngine({ command: ["/nonexistent/heirline-server"] });
-  await assert.rejects(engine.ready);
+  await assert.rejects(engine.ready, (err) => {
+    assertNamesTheFix(err);
+    assert.equal(err.code, "ENOENT");
+    assert.deepEqual(err.command, ["/nonexistent/heirline-server"]);
+    assert.match(
+      err.message,
+      /^heirline: cannot start the engine server: "\/nonexistent\/heirline-server" was not found\./,
+    );
+    assert.equal(err.cause.code, "ENOENT");
+    return true;
+  });
+  // Later calls say the same, and close() still resolves.
+  await assert.rejects(engine.send({ type: "health_check" }, 1), HeirlineStartError);
+  await engine.close();
+});
+
+test("no heirline on PATH: the default command rejects with the fix", async () => {
+  const engine = new HeirlineEngine({ env: { PATH: "/nonexistent" } });
+  await assert.rejects(engine.ready, (err) => {
+    assertNamesTheFix(err);
+    assert.deepEqual(err.command, [...DEFAULT_COMMAND]);
+    assert.match(err.message, /"heirline" was not found/);
+    return true;
+  });
+});
+
+test("a server command that is not executable rejects with the fix", async () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "heirline-")), "heirline");
+  writeFileSync(file, "#!/bin/sh\n");
+  chmodSync(file, 0o644);
+  const engine = new HeirlineEngine({ command: [file, "serve", "--stdio"] });
+  await assert.rejects(engine.ready, (err) => {
+    assertNamesTheFix(err);
+    assert.equal(err.code, "EACCES");
+    assert.match(err.message, /could not be run \(EACCES\)/);
+    return true;
+  });
+});
+
+test("a server that starts and exits at once rejects ready with its stderr", async () => {
+  const engine = new HeirlineEngine({ command: [process.execPath, "-e", "console.error('boom'); process.exit(3)"] });
+  await assert.rejects(engine.ready, /heirline server exited \(code 3, signal null\): boom/);
+  assert.equal((await engine.close()).code, 3);
 });

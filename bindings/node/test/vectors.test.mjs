@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { HeirlineEngine, PROTOCOL } from "../index.mjs";
-import { COMMAND, VECTOR_DIR } from "./helpers.mjs";
+import { COMMAND, VECTOR_DIR } from "./support/helpers.mjs";
 
 const files = readdirSync(VECTOR_DIR).filter((f) => f.endsWith(".jsonl")).sort();
 
