@@ -9,7 +9,7 @@ so the same ``u`` sequence always gives the same schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from heirline.core.errors import ConfigError
 
@@ -45,6 +45,8 @@ class BackoffConfig:
     jitter: float = 0.25
     max_attempts: int = 12
     healthy_after_ms: int = 60000
+    #: The base delay of each retry 1..max_attempts (capped), computed once.
+    bases: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _int_field("initial_ms", self.initial_ms, 1)
@@ -58,6 +60,17 @@ class BackoffConfig:
         _float_field("jitter", self.jitter, 0.0, 1.0)
         _int_field("max_attempts", self.max_attempts, 0)
         _int_field("healthy_after_ms", self.healthy_after_ms, 0)
+        bases = tuple(_base(self, k) for k in range(1, min(self.max_attempts, 64) + 1))
+        object.__setattr__(self, "bases", bases)
+
+
+def _base(config: BackoffConfig, attempt: int) -> float:
+    """``initial_ms * factor**(attempt-1)``, or ``max_ms`` once it would exceed the cap."""
+    try:
+        base = config.initial_ms * config.factor ** (attempt - 1)
+    except OverflowError:
+        return float(config.max_ms)
+    return min(base, float(config.max_ms))
 
 
 def retry_delay_ms(config: BackoffConfig, attempt: int, u: float) -> int:
@@ -72,10 +85,8 @@ def retry_delay_ms(config: BackoffConfig, attempt: int, u: float) -> int:
     if not 0.0 <= u < 1.0:
         raise ConfigError(f"retry_delay_ms: u must be in [0, 1), got {u!r}")
     cap = config.max_ms
-    try:
-        base = config.initial_ms * config.factor ** (attempt - 1)
-    except OverflowError:
-        return cap
+    bases = config.bases
+    base = bases[attempt - 1] if attempt <= len(bases) else _base(config, attempt)
     if base >= cap:
         return cap
     delay = round(base * (1.0 + config.jitter * u))

@@ -25,13 +25,14 @@ from heirline.core.effects import (
     CancelTimer,
     Effect,
     Log,
+    LogLevel,
     ReplyDelivered,
     ReplyFailed,
     StartTimer,
     Transmit,
 )
 from heirline.core.errors import Rejection
-from heirline.core.identity import LidMapping, SelfIdentity, identity_keys, resolve
+from heirline.core.identity import KeyIndex, MappingView, SelfIdentity, identity_keys, resolve
 from heirline.core.lifecycle import Controller
 from heirline.core.routing import Route, RouteKind
 from heirline.core.timers import DeadlineTimer
@@ -39,9 +40,27 @@ from heirline.core.timers import DeadlineTimer
 _G = ReplyTrigger
 
 
-def _ignored(code: str, message: str, generation: int, level: str = "debug") -> list[Effect]:
-    """A late or raced fact that changes nothing: say so, and do nothing else."""
-    return [Log(level=level, code=code, message=message, generation=generation)]
+_DEBUG, _INFO, _WARNING = LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARNING
+
+# Enum members the hot paths read, as module constants (class attribute access is slow on 3.11).
+_LOGLEVEL_DEBUG = LogLevel.DEBUG
+_REPLYSTATE_IN_FLIGHT = ReplyState.IN_FLIGHT
+_REPLYSTATE_PENDING = ReplyState.PENDING
+_ROUTEKIND_REFUSE = RouteKind.REFUSE
+_ROUTEKIND_WAIT = RouteKind.WAIT
+_G_ACK = _G.ACK
+_G_DEADLINE = _G.DEADLINE
+_G_DEADLINE_UNCLEAR = _G.DEADLINE_UNCLEAR
+_G_GIVE_UP = _G.GIVE_UP
+_G_HOLD = _G.HOLD
+_G_LOST_BEFORE_IO = _G.LOST_BEFORE_IO
+_G_LOST_RESENDABLE = _G.LOST_RESENDABLE
+_G_LOST_UNRESENDABLE = _G.LOST_UNRESENDABLE
+_G_REFUSE = _G.REFUSE
+_G_REFUSE_UNCLEAR = _G.REFUSE_UNCLEAR
+_G_SHUTDOWN = _G.SHUTDOWN
+_G_SHUTDOWN_UNCLEAR = _G.SHUTDOWN_UNCLEAR
+_G_TRANSMIT = _G.TRANSMIT
 
 
 class ReplyBook:
@@ -50,10 +69,12 @@ class ReplyBook:
     __slots__ = (
         "_ended",
         "_flight",
+        "_incomplete",
         "_message_ids",
         "_open",
         "_release",
         "_waiting",
+        "log_level",
         "max_transmissions",
         "remember_ended",
         "resendable_kinds",
@@ -66,7 +87,9 @@ class ReplyBook:
         resendable_kinds: frozenset[str],
         remember_ended: int,
         release: Callable[[Controller], None],
+        log_level: LogLevel = _LOGLEVEL_DEBUG,
     ) -> None:
+        self.log_level = log_level
         self.max_transmissions = max_transmissions
         self.resendable_kinds = resendable_kinds
         self.remember_ended = remember_ended
@@ -76,6 +99,7 @@ class ReplyBook:
         self._flight: dict[tuple[str, int], dict[str, Reply]] = {}  # (account, attempt) -> replies
         self._ended: OrderedDict[str, EndedReply] = OrderedDict()
         self._message_ids: dict[str, str] = {}  # message id -> reply id, open and remembered
+        self._incomplete: KeyIndex[Reply] = KeyIndex()  # replies a mapping pair may complete
 
     # ------------------------------------------------------------------ queries
 
@@ -99,6 +123,14 @@ class ReplyBook:
         """The replies of ``account`` waiting for a route, in the order they started waiting."""
         waiting = self._waiting.get(account)
         return [] if waiting is None else list(waiting.values())
+
+    def has_waiting(self, account: str) -> bool:
+        """Whether any reply of ``account`` waits for a route (cheap: the usual answer is no)."""
+        return account in self._waiting
+
+    def has_in_flight(self, account: str, attempt: int) -> bool:
+        """Whether any reply is in flight through socket ``attempt`` of ``account``."""
+        return (account, attempt) in self._flight
 
     def waiting_accounts(self) -> list[str]:
         """Accounts with at least one waiting reply."""
@@ -143,18 +175,21 @@ class ReplyBook:
         reply = Reply(reply_id, origin, chat, kind, message_id, identity, deadline_ms)
         self._open[reply_id] = reply
         self._message_ids[message_id] = reply_id
+        self._incomplete.add(reply, reply.keys)
         origin.refs += 1
-        return [
-            StartTimer(timer=DeadlineTimer(reply_id), deadline_ms=deadline_ms),
-            Log(
-                level="debug",
-                code="reply_captured",
-                message=f"reply {reply_id} captured for {chat} ({kind})",
-                account=origin.account,
-                generation=origin.generation,
-                fields={"identity": identity.describe(), "deadline_ms": deadline_ms},
-            ),
-        ]
+        out: list[Effect] = [StartTimer(DeadlineTimer(reply_id), deadline_ms)]
+        if self.log_level <= _DEBUG:
+            out.append(
+                Log(
+                    "debug",
+                    "reply_captured",
+                    f"reply {reply_id} captured for {chat} ({kind})",
+                    origin.account,
+                    origin.generation,
+                    {"identity": identity.describe(), "deadline_ms": deadline_ms},
+                )
+            )
+        return out
 
     def live(self, reply_id: str) -> Reply:
         """The open reply ``reply_id``; a :class:`Rejection` if it ended or never existed."""
@@ -167,17 +202,25 @@ class ReplyBook:
     def ready(self, reply_id: str, payload: str) -> Reply:
         """The reply's content is ready; it must still be pending."""
         reply = self.live(reply_id)
-        if reply.state is not ReplyState.PENDING:
+        if reply.state is not _REPLYSTATE_PENDING:
             raise Rejection(
                 "reply_not_pending", f"reply {reply_id!r} is already {reply.state.value}"
             )
         reply.payload = payload
         return reply
 
-    def reresolve(self, mapping: LidMapping) -> None:
-        """Re-resolve every open reply's captured identity through a new mapping."""
-        for reply in self._open.values():
-            reply.keys = identity_keys(resolve(reply.identity, mapping))
+    def reresolve(self, pn_user: str, lid_user: str, mapping: MappingView) -> list[str]:
+        """Re-resolve the open replies a new pair may complete; the accounts they belong to."""
+        index = self._incomplete
+        accounts: dict[str, None] = {}
+        for reply in index.touched(pn_user, lid_user):
+            keys = identity_keys(resolve(reply.identity, mapping))
+            if keys != reply.keys:
+                index.remove(reply, reply.keys)
+                reply.keys = keys
+                index.add(reply, keys)
+                accounts[reply.account] = None
+        return list(accounts)
 
     # ------------------------------------------------------------------ routing
 
@@ -186,34 +229,29 @@ class ReplyBook:
     ) -> list[Effect]:
         """Carry out one routing decision for ``reply``; ``via``: the controller to send through."""
         kind = route.kind
-        if kind is RouteKind.WAIT:
-            reply._set_state(_G.HOLD)
+        if kind is _ROUTEKIND_WAIT:
+            reply._set_state(_G_HOLD)
             self._waiting.setdefault(reply.account, {})[reply.reply_id] = reply
             reason = route.reason(generation)
             if reason == reply.wait_reason:
                 return []
             reply.wait_reason = reason
-            return [
-                Log(
-                    level="info",
-                    code="reply_waiting",
-                    message=f"reply {reply.reply_id} waits: {reason}",
-                    account=reply.account,
-                    generation=reply.origin.generation,
-                )
-            ]
-        if kind is RouteKind.REFUSE:
+            if self.log_level > _INFO:
+                return []
+            message = f"reply {reply.reply_id} waits: {reason}"
+            return [Log("info", "reply_waiting", message, reply.account, reply.origin.generation)]
+        if kind is _ROUTEKIND_REFUSE:
             reason = route.reason(generation)
             if reply.io_ever_started:
                 # Nothing more goes out, but an earlier attempt may have arrived: say so.
-                reply._set_state(_G.REFUSE_UNCLEAR)
+                reply._set_state(_G_REFUSE_UNCLEAR)
                 reason += "; an earlier transmission may have reached the receiver"
                 return self._end(reply, "unknown", reason)
-            reply._set_state(_G.REFUSE)
+            reply._set_state(_G_REFUSE)
             return self._end(reply, "refused", reason)
         assert via is not None  # ORIGIN and SUCCESSOR name a controller with an open socket
         assert via.socket is not None
-        reply._set_state(_G.TRANSMIT)
+        reply._set_state(_G_TRANSMIT)
         self._unwait(reply)
         attempt = via.socket
         reply.via = via
@@ -222,27 +260,28 @@ class ReplyBook:
         reply.sent[attempt] = via.generation
         via.refs += 1
         self._flight.setdefault((reply.account, attempt), {})[reply.reply_id] = reply
-        return [
-            Log(
-                level="info",
-                code="reply_routed",
-                message=f"reply {reply.reply_id} -> {route.reason(generation)}",
-                account=reply.account,
-                generation=via.generation,
-                fields={"route": kind.value, "transmission": reply.transmissions},
-            ),
-            Transmit(
-                reply_id=reply.reply_id,
-                account=reply.account,
-                generation=via.generation,
-                attempt=attempt,
-                message_id=reply.message_id,
-                chat=reply.chat,
-                kind=reply.kind,
-                payload=reply.payload,
-                transmission=reply.transmissions,
-            ),
-        ]
+        transmit = Transmit(
+            reply.reply_id,
+            reply.account,
+            via.generation,
+            attempt,
+            reply.message_id,
+            reply.chat,
+            reply.kind,
+            reply.payload,
+            reply.transmissions,
+        )
+        if self.log_level > _INFO:
+            return [transmit]
+        routed = Log(
+            "info",
+            "reply_routed",
+            f"reply {reply.reply_id} -> {route.reason(generation)}",
+            reply.account,
+            via.generation,
+            {"route": kind.value, "transmission": reply.transmissions},
+        )
+        return [routed, transmit]
 
     # ------------------------------------------------------------------ outcomes
 
@@ -274,16 +313,16 @@ class ReplyBook:
                     "duplicate_ack",
                     f"reply {reply_id!r} was already acked through socket {attempt}",
                 )
-            return _ignored(
+            return self._ignored(
+                _WARNING,
                 "late_ack",
                 f"ack of reply {reply_id} through socket {attempt} after it ended "
                 f"({ended.state.value}); the receiver deduplicates by message id",
                 generation,
-                level="warning",
             )
-        reply._set_state(_G.ACK)
+        reply._set_state(_G_ACK)
         via = "origin" if generation == reply.origin.generation else "successor"
-        delivered = ReplyDelivered(reply_id=reply_id, generation=generation, via=via)
+        delivered = ReplyDelivered(reply_id, generation, via)
         return self._finish(reply, delivered, acked_attempt=attempt)
 
     def failed(
@@ -292,7 +331,8 @@ class ReplyBook:
         """A transmission failed: the reply to lose (``lost``), or what to do if it was stale."""
         reply, _ = self._carried(reply_id, generation, attempt, "unexpected_failure")
         if reply is None or reply.via_attempt != attempt:
-            return _ignored(
+            return self._ignored(
+                _DEBUG,
                 "stale_failure",
                 f"failure of an earlier transmission of {reply_id} ignored",
                 generation,
@@ -309,7 +349,7 @@ class ReplyBook:
         self._land(reply)
         reply.io_ever_started |= io_started
         if io_started and reply.kind not in self.resendable_kinds:
-            reply._set_state(_G.LOST_UNRESENDABLE)
+            reply._set_state(_G_LOST_UNRESENDABLE)
             reason = (
                 f"transmission via generation {via.generation} may have reached the receiver "
                 f"({why}); {reply.kind} is never resent"
@@ -317,16 +357,16 @@ class ReplyBook:
             return self._end(reply, "unknown", reason)
         if reply.transmissions >= self.max_transmissions:
             if reply.io_ever_started:
-                reply._set_state(_G.LOST_UNRESENDABLE)
+                reply._set_state(_G_LOST_UNRESENDABLE)
                 reason = (
                     f"gave up after {reply.transmissions} transmissions ({why}); "
                     "an earlier one may have arrived"
                 )
                 return self._end(reply, "unknown", reason)
-            reply._set_state(_G.GIVE_UP)
+            reply._set_state(_G_GIVE_UP)
             reason = f"{reply.transmissions} transmissions failed before any I/O ({why})"
             return self._end(reply, "failed", reason)
-        reply._set_state(_G.LOST_RESENDABLE if io_started else _G.LOST_BEFORE_IO)
+        reply._set_state(_G_LOST_RESENDABLE if io_started else _G_LOST_BEFORE_IO)
         reply.wait_reason = ""
         return None
 
@@ -337,26 +377,26 @@ class ReplyBook:
             if reply_id in self._ended:
                 return []  # the cancel raced the timer; the reply ended already
             raise Rejection("unknown_timer", f"no reply {reply_id!r} has a deadline")
-        if reply.state is ReplyState.PENDING:
-            reply._set_state(_G.DEADLINE)
+        if reply.state is _REPLYSTATE_PENDING:
+            reply._set_state(_G_DEADLINE)
             return self._end(reply, "failed", "deadline passed before the reply was ready")
-        if reply.state is ReplyState.IN_FLIGHT or reply.io_ever_started:
-            reply._set_state(_G.DEADLINE_UNCLEAR)
+        if reply.state is _REPLYSTATE_IN_FLIGHT or reply.io_ever_started:
+            reply._set_state(_G_DEADLINE_UNCLEAR)
             why = "deadline passed; a transmission may have reached the receiver without an ack"
             return self._end(reply, "unknown", why)
-        reply._set_state(_G.DEADLINE)
+        reply._set_state(_G_DEADLINE)
         return self._end(reply, "failed", f"deadline passed: {reply.wait_reason or 'no route'}")
 
     def shutdown(self, reason: str) -> list[Effect]:
         """End every open reply: failed if no I/O ever started, unknown if it may have."""
         out: list[Effect] = []
         for reply in list(self._open.values()):
-            if reply.state is ReplyState.IN_FLIGHT or reply.io_ever_started:
-                reply._set_state(_G.SHUTDOWN_UNCLEAR)
+            if reply.state is _REPLYSTATE_IN_FLIGHT or reply.io_ever_started:
+                reply._set_state(_G_SHUTDOWN_UNCLEAR)
                 why = f"{reason}; a transmission may have reached the receiver without an ack"
                 out += self._end(reply, "unknown", why)
             else:
-                reply._set_state(_G.SHUTDOWN)
+                reply._set_state(_G_SHUTDOWN)
                 out += self._end(reply, "failed", f"{reason} before the reply was sent")
         return out
 
@@ -385,13 +425,14 @@ class ReplyBook:
             self._release(via)
 
     def _end(self, reply: Reply, outcome: str, reason: str) -> list[Effect]:
-        failed = ReplyFailed(reply_id=reply.reply_id, outcome=outcome, reason=reason)
+        failed = ReplyFailed(reply.reply_id, outcome, reason)
         return self._finish(reply, failed, acked_attempt=None)
 
     def _finish(
         self, reply: Reply, outcome: ReplyDelivered | ReplyFailed, acked_attempt: int | None
     ) -> list[Effect]:
         self._unwait(reply)
+        self._incomplete.remove(reply, reply.keys)
         self._land(reply)
         del self._open[reply.reply_id]
         ended = self._ended
@@ -404,4 +445,10 @@ class ReplyBook:
         origin.refs -= 1
         if origin.refs == 0:
             self._release(origin)
-        return [CancelTimer(timer=DeadlineTimer(reply.reply_id)), outcome]
+        return [CancelTimer(DeadlineTimer(reply.reply_id)), outcome]
+
+    def _ignored(self, level: LogLevel, code: str, message: str, generation: int) -> list[Effect]:
+        """A late or raced fact that changes nothing: say so (if anyone listens), nothing else."""
+        if level < self.log_level:
+            return []
+        return [Log(level.label, code, message, None, generation)]

@@ -17,6 +17,7 @@ trigger through :meth:`Reply._set_state`, the one place a reply changes state.
 from enum import StrEnum
 from typing import NamedTuple
 
+from heirline.core.errors import InvalidTransition
 from heirline.core.identity import Keys, SelfIdentity, identity_keys
 from heirline.core.lifecycle import Controller
 from heirline.core.machine import MachineSpec, Transition
@@ -109,7 +110,7 @@ DELIVERY: MachineSpec[ReplyState, ReplyTrigger] = MachineSpec(
 )
 
 TABLE = DELIVERY.compile()
-_NEXT = TABLE.next
+_ROWS = TABLE.table
 
 
 class Reply:
@@ -174,7 +175,10 @@ class Reply:
 
     def _set_state(self, trigger: ReplyTrigger) -> None:
         """The one place a reply changes state; raises ``InvalidTransition`` changing nothing."""
-        self.state = _NEXT(self.state, trigger)
+        try:
+            self.state = _ROWS[self.state][trigger]
+        except KeyError:
+            raise InvalidTransition(DELIVERY.name, self.state, trigger) from None
 
 
 class EndedReply(NamedTuple):

@@ -8,6 +8,7 @@ a lossless JSON form (see :mod:`heirline.core.wire`).
 from __future__ import annotations
 
 from dataclasses import field
+from enum import IntEnum
 from typing import ClassVar
 
 from heirline.core.message import message
@@ -15,6 +16,25 @@ from heirline.core.timers import Timer
 
 #: Scalar values allowed in a log record's ``fields``.
 LogValue = str | int | float | bool | None
+
+
+class LogLevel(IntEnum):
+    """How much the engine says: it builds a ``Log`` only at or above its configured level.
+
+    A log record costs as much as the rest of a lifecycle event; an embedder who
+    does not read debug records does not pay for them. ``OFF`` builds none.
+    """
+
+    DEBUG = 10
+    INFO = 20
+    WARNING = 30
+    ERROR = 40
+    OFF = 100
+
+    @property
+    def label(self) -> str:
+        """The level as a ``Log`` record names it (``"debug"`` ... ``"error"``)."""
+        return self.name.lower()
 
 
 @message

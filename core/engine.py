@@ -1,11 +1,12 @@
 """The engine facade: ``Engine.handle(event, now) -> list[Effect]``.
 
 The engine orchestrates: it dispatches each fact to its handler, keeps the
-controllers and the registry, runs the health policy, resolves identities
-through the PN<->LID mapping, and calls into the reply book, which owns the
-delivery policy. It never does I/O, never reads a clock (``now`` is an
-argument, integer milliseconds) and draws randomness only from the
-``random`` callable its owner passes in.
+accounts and their controller generations (:mod:`heirline.core.accounts`),
+runs the health policy over the accounts that may need attention, resolves
+identities through the PN<->LID mapping, and calls into the reply book
+(:mod:`heirline.core.book`), which owns the delivery policy. It never does
+I/O, never reads a clock (``now`` is an argument, integer milliseconds) and
+draws randomness only from the ``random`` callable its owner passes in.
 
 Bad input (an unknown controller, socket or reply, an input a machine does not
 accept in its state, a malformed identity, a contradictory mapping, time going
@@ -13,34 +14,35 @@ backwards) yields one ``Rejected`` effect with a stable snake_case code; every
 handler validates before it mutates, so the engine's state -- clocks and
 counters included -- is exactly as it was. Facts that arrive late (about an
 older socket, a forgotten generation, a reply that already ended) change
-nothing and say so in a ``Log``.
+nothing and say so in a ``Log`` (at debug level).
 
-State stays bounded: a generation is forgotten once it is neither the newest
-of its account nor named by an open reply, and a fact about a forgotten
-generation is recognised as late by generation order.
+Every step costs O(1) in the number of accounts, except what the step is about:
+a health sweep looks at the accounts that may need attention, a new mapping pair
+at the identities it can complete.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final, TypeVar, cast
+from typing import TypeVar, cast
 
-from heirline.core import delivery
+from heirline.core.accounts import Account, Accounts
 from heirline.core.book import ReplyBook
+from heirline.core.config import MAX_SAFE_INT, EngineConfig
 from heirline.core.delivery import Reply, ReplyState
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
     Effect,
     Log,
+    LogLevel,
     Registered,
     RegisterRequest,
     Rejected,
     StartTimer,
     Unregistered,
 )
-from heirline.core.errors import ConfigError, HeirlineError, Rejection
+from heirline.core.errors import HeirlineError, Rejection
 from heirline.core.events import (
     Activity,
     ActivityKind,
@@ -60,92 +62,45 @@ from heirline.core.events import (
     TransmitFailed,
     WatchdogSilence,
 )
-from heirline.core.health import ControllerSnapshot, HealthAction, HealthConfig, HealthMonitor
+from heirline.core.health import HealthMonitor
 from heirline.core.identity import (
     NO_KEYS,
     UNAUTHENTICATED,
+    KeyIndex,
+    Keys,
     LidMapping,
+    MappingTable,
     SelfIdentity,
     identity_keys,
     resolve,
 )
-from heirline.core.lifecycle import (
-    SOCKET_STATES,
-    AttemptCounter,
-    Controller,
-    LifecycleConfig,
-    State,
-)
-from heirline.core.registry import ChangeKind, Registry
+from heirline.core.lifecycle import Controller, State
+from heirline.core.registry import ChangeKind
 from heirline.core.routing import RouteKind, decide_route
-from heirline.core.timers import (
-    HEALTH,
-    DeadlineTimer,
-    HealthTimer,
-    RetryTimer,
-    WatchdogTimer,
-)
+from heirline.core.sweep import sweep
+from heirline.core.timers import HEALTH, DeadlineTimer, HealthTimer, RetryTimer, WatchdogTimer
+
+__all__ = ["MAX_SAFE_INT", "Engine", "EngineConfig"]
 
 E = TypeVar("E", bound=Event)
 _Handler = Callable[[Event, int], list[Effect]]
+_DEBUG, _INFO = LogLevel.DEBUG, LogLevel.INFO
 
-#: The largest integer every binding holds exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
-MAX_SAFE_INT: Final = 2**53 - 1
+#: How many distinct socket identities the engine remembers parsed: a reconnect of a
+#: recently seen identity (a restart storm) parses nothing. The oldest is dropped first;
+#: small, so it costs next to nothing per account at scale.
+IDENTITY_CACHE = 4096
 
-
-def _describe(identity: SelfIdentity) -> str:
-    return identity.describe() if identity.authenticated else "unauthenticated"
-
-
-def _ignored(
-    code: str, message: str, account: str | None, generation: int | None, level: str = "debug"
-) -> list[Effect]:
-    """A late or raced fact that changes nothing: say so, and do nothing else."""
-    return [Log(level=level, code=code, message=message, account=account, generation=generation)]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Everything tunable about the engine; validated on construction."""
-
-    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
-    health: HealthConfig = field(default_factory=HealthConfig)
-    #: How long a captured reply may take to end, from capture (the peers give up after 2-4 min).
-    reply_deadline_ms: int = 300_000
-    #: Transmissions of one reply before giving up (each a resend with the same message id).
-    max_transmissions: int = 5
-    #: Kinds that may be resent with the same message id after I/O may have started.
-    resendable_kinds: frozenset[str] = delivery.KINDS
-    #: Ended reply ids remembered to tell a late ack from a bogus one.
-    remember_ended: int = 10_000
-    #: Whether the engine arms its own periodic health-check timer.
-    health_timer: bool = True
-    #: Whether registration goes through an external registry (``RegisterRequest`` effects
-    #: answered by ``RegistryAnswer`` events); the default in-memory one answers at once.
-    external_registry: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("reply_deadline_ms", "max_transmissions", "remember_ended"):
-            value = getattr(self, name)
-            if value < 1:
-                raise ConfigError(f"EngineConfig.{name} must be >= 1, got {value!r}")
-        unknown = self.resendable_kinds - delivery.KINDS
-        if unknown:
-            raise ConfigError(
-                f"EngineConfig.resendable_kinds has unknown kinds {sorted(unknown)}; "
-                f"known: {sorted(delivery.KINDS)}"
-            )
-
-    @property
-    def horizon_ms(self) -> int:
-        """The furthest ahead of ``now`` the engine ever sets a deadline."""
-        backoff = self.lifecycle.backoff
-        return max(
-            self.reply_deadline_ms,
-            self.health.check_interval_ms,
-            backoff.max_ms,
-            self.lifecycle.watchdog_ms or 0,
-        )
+# Enum members the hot paths read, as module constants (class attribute access is slow on 3.11).
+_ACTIVITYKIND_INBOUND = ActivityKind.INBOUND
+_CHANGEKIND_REGISTERED = ChangeKind.REGISTERED
+_CHANGEKIND_UNREGISTERED = ChangeKind.UNREGISTERED
+_REPLYSTATE_WAITING = ReplyState.WAITING
+_ROUTEKIND_ORIGIN = RouteKind.ORIGIN
+_ROUTEKIND_SUCCESSOR = RouteKind.SUCCESSOR
+_STATE_BACKOFF = State.BACKOFF
+_STATE_IDLE = State.IDLE
+_STATE_OPEN = State.OPEN
 
 
 class Engine:
@@ -159,22 +114,28 @@ class Engine:
         mapping: LidMapping | None = None,
     ) -> None:
         self.config = config if config is not None else EngineConfig()
+        cfg = self.config
         self._random = random
-        self._mapping = mapping if mapping is not None else LidMapping.from_pairs(())
-        self._registry = Registry()
+        self._mapping = MappingTable(mapping if mapping is not None else LidMapping())
+        self._mapping_version = 0
+        self._accounts = Accounts(cfg.lifecycle)
+        self._incomplete: KeyIndex[Controller] = KeyIndex()
+        # (pn, lid, e164) as a socket showed them -> (identity, its keys, mapping version)
+        self._identities: dict[
+            tuple[str | None, str | None, str | None], tuple[SelfIdentity, Keys, int]
+        ] = {}
         self._health: HealthMonitor | None = None
         self._health_armed = False
         self._now: int | None = None  # the last accepted time
-        self._max_now = MAX_SAFE_INT - self.config.horizon_ms
+        self._max_now = MAX_SAFE_INT - cfg.horizon_ms
         self._shut_down: str | None = None
-        self._latest: dict[str, Controller] = {}  # account -> its newest generation
-        self._older: dict[tuple[str, int], Controller] = {}  # older generations still named
-        self._watched: set[str] = set()  # accounts the health policy keeps running
+        self._log_level = cfg.log_level
         self._book = ReplyBook(
-            max_transmissions=self.config.max_transmissions,
-            resendable_kinds=self.config.resendable_kinds,
-            remember_ended=self.config.remember_ended,
-            release=self._released,
+            max_transmissions=cfg.max_transmissions,
+            resendable_kinds=cfg.resendable_kinds,
+            remember_ended=cfg.remember_ended,
+            release=self._accounts.settle,
+            log_level=cfg.log_level,
         )
         self._handlers: dict[type[Event], _Handler] = {}
         self._on(Start, self._on_start)
@@ -207,26 +168,14 @@ class Engine:
         """
         handler = self._handlers.get(type(event))
         if handler is None:
-            return [Rejected(code="unknown_event", message=f"unknown event {event!r}")]
-        last = self._now
+            return [Rejected("unknown_event", f"unknown event {event!r}")]
         if not 0 <= now <= self._max_now:
-            return [
-                Rejected(
-                    code="bad_now",
-                    message=f"now {now} is outside 0..{self._max_now} (2**53-1 minus the "
-                    f"longest deadline the engine sets, {self.config.horizon_ms} ms)",
-                )
-            ]
+            return [self._bad_now(now)]
+        last = self._now
         if last is not None and now < last:
-            return [
-                Rejected(
-                    code="now_backwards", message=f"now {now} is before the previous now {last}"
-                )
-            ]
+            return [Rejected("now_backwards", f"now {now} is before the previous now {last}")]
         if self._shut_down is not None:
-            return [
-                Rejected(code="shut_down", message=f"the engine was shut down ({self._shut_down})")
-            ]
+            return [Rejected("shut_down", f"the engine was shut down ({self._shut_down})")]
         first = self._health is None
         if first:  # the health policy's clock starts with the first accepted event
             self._health = HealthMonitor(self.config.health, now)
@@ -235,42 +184,47 @@ class Engine:
         except HeirlineError as err:
             if first:
                 self._health = None
-            return [Rejected(code=err.code, message=str(err))]
+            return [Rejected(err.code, str(err))]
         self._now = now
         return effects
+
+    def _bad_now(self, now: int) -> Rejected:
+        horizon = self.config.horizon_ms
+        return Rejected(
+            "bad_now",
+            f"now {now} is outside 0..{self._max_now} (2**53-1 minus the "
+            f"longest deadline the engine sets, {horizon} ms)",
+        )
 
     # ------------------------------------------------------------------ queries
 
     @property
     def mapping(self) -> LidMapping:
-        """The PN<->LID mapping the guard resolves identities through."""
-        return self._mapping
+        """The PN<->LID mapping the guard resolves identities through (a snapshot)."""
+        return self._mapping.snapshot()
 
     def current(self, account: str) -> int | None:
         """The registered generation of ``account``."""
-        return self._registry.current(account)
+        acct = self._accounts.get(account)
+        return None if acct is None else acct.current
 
     def generations(self, account: str) -> tuple[int, ...]:
         """The generations of ``account`` the engine still keeps, oldest first."""
-        latest = self._latest.get(account)
-        if latest is None:
-            return ()
-        older = sorted(g for a, g in self._older if a == account)
-        return (*older, latest.generation)
+        return self._accounts.generations(account)
 
     def controller_state(self, account: str, generation: int) -> State | None:
         """The lifecycle state of a generation, or ``None`` if unknown or forgotten."""
-        ctl = self._find(account, generation)
+        ctl = self._accounts.find(account, generation)
         return None if ctl is None else ctl.state
 
     def controller_identity(self, account: str, generation: int) -> SelfIdentity | None:
         """The self identity the generation's current socket reported."""
-        ctl = self._find(account, generation)
+        ctl = self._accounts.find(account, generation)
         return None if ctl is None else ctl.identity
 
     def controller_socket(self, account: str, generation: int) -> int | None:
         """The attempt number of the generation's latest socket, or ``None``."""
-        ctl = self._find(account, generation)
+        ctl = self._accounts.find(account, generation)
         return None if ctl is None else ctl.socket
 
     def reply_state(self, reply_id: str) -> ReplyState | None:
@@ -291,143 +245,112 @@ class Engine:
 
     def watched(self) -> tuple[str, ...]:
         """Accounts the health policy keeps running, sorted."""
-        return tuple(sorted(self._watched))
+        return tuple(sorted(a.name for a in self._accounts if a.watched))
 
     @property
     def shut_down(self) -> bool:
         """Whether the engine was shut down (it then rejects every input)."""
         return self._shut_down is not None
 
+    # ------------------------------------------------------------- logging
+
+    def _log(
+        self,
+        level: LogLevel,
+        code: str,
+        message: Callable[[], str] | str,
+        account: str | None,
+        generation: int | None,
+    ) -> list[Effect]:
+        """One log record if ``level`` is built at all (``message`` may be a deferred string)."""
+        if level < self._log_level:
+            return []
+        text = message if isinstance(message, str) else message()
+        return [Log(level.label, code, text, account, generation)]
+
     # ------------------------------------------------------------- controllers
-
-    def _find(self, account: str, generation: int) -> Controller | None:
-        latest = self._latest.get(account)
-        if latest is None:
-            return None
-        if latest.generation == generation:
-            return latest
-        return self._older.get((account, generation))
-
-    def _ctl(self, account: str, generation: int) -> Controller | None:
-        """The controller of ``generation``; ``None`` if it was forgotten (a late fact).
-
-        A generation that was never issued is a :class:`Rejection`.
-        """
-        ctl = self._find(account, generation)
-        if ctl is not None:
-            return ctl
-        latest = self._latest.get(account)
-        if latest is None or not 1 <= generation < latest.generation:
-            raise Rejection(
-                "unknown_controller", f"no controller generation {generation} for {account!r}"
-            )
-        return None
-
-    @staticmethod
-    def _check_attempt(latest: Controller, attempt: int) -> None:
-        """Reject a socket attempt number the account never issued."""
-        issued = cast(AttemptCounter, latest.attempts).last_attempt
-        if not 1 <= attempt <= issued:
-            raise Rejection(
-                "unknown_socket",
-                f"socket {attempt} was never opened for {latest.account!r} "
-                f"(highest attempt issued: {issued})",
-            )
-
-    def _forgettable(self, ctl: Controller) -> bool:
-        latest = self._latest.get(ctl.account)
-        return ctl is not latest and ctl.is_terminal and ctl.refs == 0
-
-    def _released(self, ctl: Controller) -> None:
-        """The book no longer names ``ctl``: forget it if nothing else needs it."""
-        if self._forgettable(ctl):
-            del self._older[(ctl.account, ctl.generation)]
-
-    def _settle(self, ctl: Controller) -> None:
-        """``ctl`` may just have ended: forget it if nothing refers to it any more."""
-        if self._forgettable(ctl):
-            self._older.pop((ctl.account, ctl.generation), None)
 
     def _on_start(self, ev: Start, now: int) -> list[Effect]:
         account = ev.account
-        previous = self._latest.get(account)
-        generation = self._registry.next_generation(account)
-        attempts = previous.attempts if previous is not None else AttemptCounter()
-        ctl = Controller(account, generation, self.config.lifecycle, attempts)
-        ctl.event_ms = now
-        if previous is not None:
-            self._older[(account, previous.generation)] = previous
-        self._latest[account] = ctl
-        self._watched.add(account)
+        acct, ctl = self._accounts.new_generation(account, now)
         out: list[Effect] = []
-        if previous is not None:
-            self._settle(previous)
         if self.config.health_timer and not self._health_armed:
             self._health_armed = True
-            out.append(
-                StartTimer(timer=HEALTH, deadline_ms=now + self.config.health.check_interval_ms)
-            )
+            out.append(StartTimer(HEALTH, now + self.config.health.check_interval_ms))
         if self.config.external_registry:
             return [
-                RegisterRequest(account=account, generation=generation),
+                RegisterRequest(account, ctl.generation),
                 *out,
-                Log(
-                    level="info",
-                    code="registry_requested",
-                    message=f"generation {generation} asks the registry for {account!r}",
-                    account=account,
-                    generation=generation,
+                *self._log(
+                    _INFO,
+                    "registry_requested",
+                    lambda: f"generation {ctl.generation} asks the registry for {account!r}",
+                    account,
+                    ctl.generation,
                 ),
             ]
-        return self._register(ctl, now) + out
+        return self._register(acct, ctl, now) + out
 
-    def _register(self, ctl: Controller, now: int) -> list[Effect]:
+    def _register(self, acct: Account, ctl: Controller, now: int) -> list[Effect]:
         """Make ``ctl`` the current controller, stop its predecessor, and start it."""
         account, generation = ctl.account, ctl.generation
-        change = self._registry.register(account, generation)
-        assert change.kind is ChangeKind.REGISTERED
-        out: list[Effect] = [
-            Registered(account=account, generation=generation, predecessor=change.predecessor)
-        ]
+        change = acct.register(account, generation)
+        assert change.kind is _CHANGEKIND_REGISTERED
+        out: list[Effect] = [Registered(account, generation, change.predecessor)]
         if change.predecessor is not None:
-            old = self._find(account, change.predecessor)
+            old = self._accounts.find(account, change.predecessor)
             if old is not None and not old.is_terminal:
                 out += self._stop_ctl(old, f"superseded by generation {generation}", now)
         out += ctl.start(now)
+        self._accounts.place(acct)
         return out + self._wake(account, now)
+
+    def _set_keys(self, ctl: Controller, keys: Keys) -> None:
+        """The keys of the socket's identity (``NO_KEYS``: no socket), kept in the index.
+
+        Only keys with exactly one of the phone number and the LID are indexed:
+        the others no mapping pair can change (see ``KeyIndex``).
+        """
+        old = ctl.keys
+        if (old[0] is None) is not (old[1] is None):
+            self._incomplete.remove(ctl, old)
+        ctl.keys = keys
+        if (keys[0] is None) is not (keys[1] is None):
+            self._incomplete.add(ctl, keys)
 
     def _stop_ctl(self, ctl: Controller, reason: str, now: int) -> list[Effect]:
         out = ctl.stop(reason, now)
-        ctl.identity = None
-        ctl.keys = NO_KEYS
+        self._set_keys(ctl, NO_KEYS)
         out += self._unregister(ctl)
         if ctl.socket is not None:
             out += self._lose_in_flight(ctl, ctl.socket, f"controller stopped ({reason})", now)
-        self._settle(ctl)
+        self._accounts.settle(ctl)
         return out
 
     def _unregister(self, ctl: Controller) -> list[Effect]:
-        change = self._registry.unregister(ctl.account, ctl.generation)
-        if change.kind is ChangeKind.UNREGISTERED:
-            return [Unregistered(account=ctl.account, generation=ctl.generation)]
+        acct = cast(Account, ctl.attempts)
+        change = acct.unregister(ctl.account, ctl.generation)
+        if change.kind is _CHANGEKIND_UNREGISTERED:
+            return [Unregistered(ctl.account, ctl.generation)]
         return []
 
     def _on_stop(self, ev: Stop, now: int) -> list[Effect]:
-        ctl = self._ctl(ev.account, ev.generation)
-        if ctl is not None and ctl is self._latest[ev.account]:
+        ctl = self._accounts.lookup(ev.account, ev.generation)
+        acct = self._accounts.get(ev.account)
+        if ctl is not None and acct is not None and ctl is acct.latest:
             # The owner wants this account down: the health policy must not bring it back,
             # even when the generation already ended by itself (an exhausted one would be
             # restarted as gave-up).
-            self._watched.discard(ev.account)
+            acct.watched = False
             assert self._health is not None
             self._health.forget(ev.account)
+            self._accounts.place(acct)
         if ctl is None or ctl.is_terminal:
             state = "over and forgotten" if ctl is None else ctl.state.value
-            return _ignored(
-                "stop_ignored", f"generation {ev.generation} is already {state}", ev.account,
-                ev.generation,
-            )  # fmt: skip
+            message = f"generation {ev.generation} is already {state}"
+            return self._log(_DEBUG, "stop_ignored", message, ev.account, ev.generation)
         out = self._stop_ctl(ctl, ev.reason, now)
+        self._accounts.refile(ctl)
         return out + self._wake(ev.account, now)
 
     def _on_registry_answer(self, ev: RegistryAnswer, now: int) -> list[Effect]:
@@ -435,125 +358,121 @@ class Engine:
             raise Rejection(
                 "no_external_registry", "this engine's registry is in memory; it asks no one"
             )
-        ctl = self._ctl(ev.account, ev.generation)
+        ctl = self._accounts.lookup(ev.account, ev.generation)
         if ctl is None or ctl.is_terminal:
-            return _ignored(
-                "late_registry_answer",
-                f"registry answer for generation {ev.generation}, which is over",
-                ev.account,
-                ev.generation,
-            )
+            message = f"registry answer for generation {ev.generation}, which is over"
+            return self._log(_DEBUG, "late_registry_answer", message, ev.account, ev.generation)
+        acct = cast(Account, ctl.attempts)
         if ev.granted:
-            if ctl.state is not State.IDLE:
-                return _ignored(
-                    "registry_renewed",
-                    f"generation {ev.generation} holds the registration",
-                    ev.account,
-                    ev.generation,
-                )
-            if ctl is not self._latest[ev.account]:
+            if ctl.state is not _STATE_IDLE:
+                message = f"generation {ev.generation} holds the registration"
+                return self._log(_DEBUG, "registry_renewed", message, ev.account, ev.generation)
+            if ctl is not acct.latest:
                 return self._stop_ctl(ctl, "a newer generation was started", now)
-            return self._register(ctl, now)
+            return self._register(acct, ctl, now)
         reason = f"registry refused: {ev.reason or 'another owner holds the account'}"
-        return self._stop_ctl(ctl, reason, now) + self._wake(ev.account, now)
+        out = self._stop_ctl(ctl, reason, now)
+        self._accounts.place(acct)
+        return out + self._wake(ev.account, now)
 
     # ----------------------------------------------------------------- sockets
 
+    def _parse(self, ev: SocketOpened) -> tuple[SelfIdentity, Keys, bool]:
+        """The identity a socket showed, its keys through the current mapping, and whether
+        they are new to the cache (the caller remembers them once the input is accepted)."""
+        known = self._identities.get((ev.pn, ev.lid, ev.e164))
+        if known is not None:
+            identity, keys, version = known
+            if version == self._mapping_version:
+                return identity, keys, False
+        else:
+            identity = SelfIdentity.parse(pn=ev.pn, lid=ev.lid, e164=ev.e164)
+        return identity, identity_keys(resolve(identity, self._mapping)), True
+
+    def _remember(self, ev: SocketOpened, identity: SelfIdentity, keys: Keys) -> None:
+        cache = self._identities
+        raw = (ev.pn, ev.lid, ev.e164)
+        if raw not in cache and len(cache) >= IDENTITY_CACHE:
+            del cache[next(iter(cache))]
+        cache[raw] = (identity, keys, self._mapping_version)
+
     def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
-        identity = SelfIdentity.parse(pn=ev.pn, lid=ev.lid, e164=ev.e164)
-        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        identity, keys, fresh = self._parse(ev)
+        ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current:
             # The socket raced a stop or a newer socket: close it rather than leak a session.
-            why = (
-                "is over"
-                if ctl is None or ctl.is_terminal
-                else "has a newer socket"
-                if ev.attempt != ctl.socket
-                else f"is in {ctl.state.value}: that socket closed already"
-            )
-            return [
-                CloseSocket(
-                    account=ev.account,
-                    generation=ev.generation,
-                    attempt=ev.attempt,
-                    reason=f"stale socket: generation {ev.generation} {why}",
-                )
-            ]
-        out = ctl.opened(now)
-        ctl.identity = ctl.last_identity = identity
-        ctl.keys = identity_keys(resolve(identity, self._mapping))
-        ctl.event_ms = now
-        out.append(
-            Log(
-                level="info",
-                code="socket_opened",
-                message=f"socket {ev.attempt} open as {_describe(identity)}",
-                account=ev.account,
-                generation=ev.generation,
-            )
-        )
+            if ctl is None or ctl.is_terminal:
+                why = "is over"
+            elif ev.attempt != ctl.socket:
+                why = "has a newer socket"
+            else:
+                why = f"is in {ctl.state.value}: that socket closed already"
+            reason = f"stale socket: generation {ev.generation} {why}"
+            return [CloseSocket(ev.account, ev.generation, ev.attempt, None, reason)]
+        out = ctl.opened(now)  # accepted from here on: nothing below refuses
+        if fresh:
+            self._remember(ev, identity, keys)
+        ctl.last_identity = identity
+        self._set_keys(ctl, keys)
+        self._accounts.refile(ctl, now)
+        if self._log_level <= _INFO:
+            described = identity.describe() if identity.authenticated else "unauthenticated"
+            message = f"socket {ev.attempt} open as {described}"
+            out.append(Log("info", "socket_opened", message, ev.account, ev.generation))
         return out + self._wake(ev.account, now)
 
-    def _live_socket(
-        self, account: str, generation: int, attempt: int
-    ) -> tuple[Controller | None, bool]:
-        """The controller of a fact about socket ``attempt``, and whether it is that socket.
-
-        ``(None, False)``: the generation was forgotten. A socket or generation
-        never issued is a :class:`Rejection`.
-        """
-        ctl = self._ctl(account, generation)
-        self._check_attempt(self._latest[account], attempt)
-        if ctl is None:
-            return None, False
-        # The latest socket is current only while the controller has it (connecting, open or
-        # closing): a second close of a socket that already closed is as late as any other.
-        return ctl, attempt == ctl.socket and ctl.state in SOCKET_STATES
-
     def _on_closed(self, ev: SocketClosed, now: int) -> list[Effect]:
-        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
+        ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current:
-            what = "a forgotten generation" if ctl is None else f"an older socket or {ctl.state}"
-            return _ignored(
+            return self._log(
+                _DEBUG,
                 "late_close",
-                f"close (status {ev.status}) of socket {ev.attempt} of {what} ignored",
+                lambda: (
+                    f"close (status {ev.status}) of socket {ev.attempt} of "
+                    + (
+                        "a forgotten generation"
+                        if ctl is None
+                        else f"an older socket or {ctl.state}"
+                    )
+                    + " ignored"
+                ),
                 ev.account,
                 ev.generation,
             )
-        # Draw the jitter only for a close the controller can take: a rejected close (a second
-        # close of a socket that already closed, in backoff) must not move the random stream.
-        u = self._random() if ctl.state in SOCKET_STATES else 0.0
-        out = ctl.closed(ev.status, now, u)
-        ctl.identity = None
-        ctl.keys = NO_KEYS
-        ctl.event_ms = now
-        if ctl.is_terminal:  # logged out, replaced, forbidden, exhausted
+        out = ctl.closed(ev.status, now, self._random())
+        self._set_keys(ctl, NO_KEYS)
+        terminal = ctl.is_terminal  # logged out, replaced, forbidden, exhausted
+        if terminal:
             out += self._unregister(ctl)
-        out += self._lose_in_flight(ctl, ev.attempt, f"socket closed (status {ev.status})", now)
-        self._settle(ctl)
+        if self._book.has_in_flight(ev.account, ev.attempt):
+            why = f"socket closed (status {ev.status})"
+            out += self._lose_in_flight(ctl, ev.attempt, why, now)
+        if terminal:
+            self._accounts.settle(ctl)
+        self._accounts.refile(ctl, now)
         return out + self._wake(ev.account, now)
 
     def _on_activity(self, ev: Activity, now: int) -> list[Effect]:
-        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
-        if ctl is not None and current and ctl.state is State.OPEN:
+        ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is not None and current and ctl.state is _STATE_OPEN:
             ctl.activity(now)
-            if ev.kind is ActivityKind.INBOUND:
-                ctl.event_ms = now
+            if ev.kind is _ACTIVITYKIND_INBOUND:
+                self._accounts.touch(ctl, now)
         return []  # activity of an older socket is late and changes nothing
 
     def _on_watchdog(self, ev: WatchdogSilence, now: int) -> list[Effect]:
-        ctl, current = self._live_socket(ev.account, ev.generation, ev.attempt)
-        if ctl is None or not current or ctl.state is not State.OPEN:
+        ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
+        if ctl is None or not current or ctl.state is not _STATE_OPEN:
             # The adapter's watchdog raced a close: there is no open socket to close.
-            return _ignored(
-                "stale_watchdog",
-                f"watchdog silence of socket {ev.attempt} ignored: it is not open",
-                ev.account,
-                ev.generation,
-            )
-        return ctl.watchdog(now, ev.silent_ms)
+            message = f"watchdog silence of socket {ev.attempt} ignored: it is not open"
+            return self._log(_DEBUG, "stale_watchdog", message, ev.account, ev.generation)
+        out = ctl.watchdog(now, ev.silent_ms)
+        self._accounts.refile(ctl)
+        return out
 
     def _lose_in_flight(self, ctl: Controller, attempt: int, why: str, now: int) -> list[Effect]:
+        if not self._book.has_in_flight(ctl.account, attempt):
+            return []
         out: list[Effect] = []
         for reply in self._book.through(ctl.account, attempt):
             out += self._lost(reply, True, why, now)
@@ -569,47 +488,37 @@ class Engine:
             if not self._health_armed:
                 raise Rejection("unknown_timer", "this engine never started a health timer")
             out = self._health_check(now)
-            out.append(
-                StartTimer(timer=HEALTH, deadline_ms=now + self.config.health.check_interval_ms)
-            )
+            out.append(StartTimer(HEALTH, now + self.config.health.check_interval_ms))
             return out
         if isinstance(timer, RetryTimer):
-            ctl = self._ctl(timer.account, timer.generation)
-            if ctl is None or ctl.state is not State.BACKOFF:
+            ctl = self._accounts.lookup(timer.account, timer.generation)
+            if ctl is None or ctl.state is not _STATE_BACKOFF:
                 state = "forgotten" if ctl is None else ctl.state.value
-                return _ignored(
-                    "stale_timer",
-                    f"retry timer of a {state} generation ignored",
-                    timer.account,
-                    timer.generation,
-                )
-            ctl.event_ms = now
-            return ctl.retry_due(now)
+                message = f"retry timer of a {state} generation ignored"
+                return self._log(_DEBUG, "stale_timer", message, timer.account, timer.generation)
+            out = ctl.retry_due(now)
+            self._accounts.refile(ctl, now)
+            return out
         return self._watchdog_due(timer, now)
 
     def _watchdog_due(self, timer: WatchdogTimer, now: int) -> list[Effect]:
-        latest = self._latest.get(timer.account)
-        if latest is None:
+        acct = self._accounts.get(timer.account)
+        if acct is None:
             raise Rejection("unknown_timer", f"no account {timer.account!r} has a watchdog")
-        self._check_attempt(latest, timer.attempt)
-        ctl: Controller | None = latest if latest.socket == timer.attempt else None
-        if ctl is None:
-            ctl = next(
-                (
-                    c
-                    for (a, _), c in self._older.items()
-                    if a == timer.account and c.socket == timer.attempt
-                ),
-                None,
+        if not 1 <= timer.attempt <= acct.last_attempt:
+            raise Rejection(
+                "unknown_socket",
+                f"socket {timer.attempt} was never opened for {timer.account!r} "
+                f"(highest attempt issued: {acct.last_attempt})",
             )
-        if ctl is None or ctl.state is not State.OPEN or self.config.lifecycle.watchdog_ms is None:
-            return _ignored(
-                "stale_timer",
-                f"watchdog of socket {timer.attempt} ignored: it is not open",
-                timer.account,
-                None if ctl is None else ctl.generation,
-            )
-        return ctl.watchdog_due(now)
+        ctl = self._accounts.socket_owner(timer.account, timer.attempt)
+        if ctl is None or ctl.state is not _STATE_OPEN or self.config.lifecycle.watchdog_ms is None:
+            message = f"watchdog of socket {timer.attempt} ignored: it is not open"
+            generation = None if ctl is None else ctl.generation
+            return self._log(_DEBUG, "stale_timer", message, timer.account, generation)
+        out = ctl.watchdog_due(now)
+        self._accounts.place(acct)
+        return out
 
     # ------------------------------------------------------------------ health
 
@@ -617,75 +526,33 @@ class Engine:
         return self._health_check(now)
 
     def _health_check(self, now: int) -> list[Effect]:
-        health = self._health
-        assert health is not None
-        out: list[Effect] = []
-        for account in sorted(self._watched):
-            ctl = self._latest[account]
-            decision = health.evaluate(self._snapshot(ctl), now)
-            if decision.action is HealthAction.HEALTHY:
-                continue
-            fields: dict[str, str | int | float | bool | None] = {
-                "action": decision.action.value,
-                "reason": None if decision.reason is None else decision.reason.value,
-            }
-            if decision.action is HealthAction.HOLD:
-                out.append(
-                    Log(
-                        level="info",
-                        code="health_hold",
-                        message=f"health-monitor: holding ({decision.detail})",
-                        account=account,
-                        generation=decision.generation,
-                        fields=fields,
-                    )
-                )
-                continue
-            reason = decision.reason.value if decision.reason is not None else "unknown"
-            out.append(
-                Log(
-                    level="warning",
-                    code="health_restart",
-                    message=f"health-monitor: restarting (reason: {reason})",
-                    account=account,
-                    generation=decision.generation,
-                    fields=fields,
-                )
-            )
-            health.record_restart(account, now)
-            out += self._on_start(Start(account=account), now)
-        return out
+        assert self._health is not None
+        return sweep(self._accounts, self._health, now, self._log_level, self._restart)
 
-    def _snapshot(self, ctl: Controller) -> ControllerSnapshot:
-        state = ctl.state
-        return ControllerSnapshot(
-            account=ctl.account,
-            generation=ctl.generation,
-            state=state,
-            started_at_ms=ctl.started_at_ms if ctl.started_at_ms is not None else ctl.event_ms,
-            last_event_ms=ctl.event_ms,
-            opened_at_ms=ctl.opened_at_ms,
-            retry_at_ms=ctl.retry_at_ms,
-            retries=ctl.retries,
-            connecting_since_ms=ctl.last_change_ms if state is State.CONNECTING else None,
-            closing_since_ms=ctl.last_change_ms if state is State.CLOSING else None,
-            max_attempts=ctl.config.backoff.max_attempts,
-        )
+    def _restart(self, account: str, now: int) -> list[Effect]:
+        return self._on_start(Start(account=account), now)
 
     # ----------------------------------------------------------------- mapping
 
     def _on_mapping(self, ev: MappingLearned, now: int) -> list[Effect]:
-        mapping = self._mapping.with_pair(ev.pn, ev.lid)
-        if mapping == self._mapping:
+        pair = self._mapping.add(ev.pn, ev.lid)
+        if pair is None:
             return []  # a pair already known changes nothing
-        self._mapping = mapping
-        # Re-resolve every identity routing may compare: the new pair may fill a form.
-        for ctl in (*self._latest.values(), *self._older.values()):
-            if ctl.identity is not None:
-                ctl.keys = identity_keys(resolve(ctl.identity, mapping))
-        self._book.reresolve(mapping)
+        self._mapping_version += 1
+        mapping = self._mapping
+        accounts: dict[str, None] = {}
+        # Only identities missing the form this pair fills can change.
+        for ctl in self._incomplete.touched(*pair):
+            identity = ctl.identity
+            assert identity is not None
+            keys = identity_keys(resolve(identity, mapping))
+            if keys != ctl.keys:
+                self._set_keys(ctl, keys)
+                accounts[ctl.account] = None
+        for account in self._book.reresolve(*pair, mapping):
+            accounts[account] = None
         out: list[Effect] = []
-        for account in self._book.waiting_accounts():
+        for account in sorted(accounts):
             out += self._wake(account, now)
         return out
 
@@ -694,7 +561,7 @@ class Engine:
     def _on_captured(self, ev: ReplyCaptured, now: int) -> list[Effect]:
         message_id = ev.message_id if ev.message_id is not None else ev.reply_id
         self._book.check_new(ev.reply_id, ev.kind, message_id)
-        ctl = self._ctl(ev.account, ev.generation)
+        ctl = self._accounts.lookup(ev.account, ev.generation)
         if ctl is None:
             raise Rejection(
                 "generation_forgotten",
@@ -710,9 +577,9 @@ class Engine:
             )
         identity = resolve(ctl.last_identity or UNAUTHENTICATED, self._mapping)
         out = self._book.capture(ev.reply_id, ctl, ev.chat, ev.kind, message_id, identity, deadline)
-        if ctl.state is State.OPEN:  # an inbound message was handled: the socket is busy
+        if ctl.state is _STATE_OPEN:  # an inbound message was handled: the socket is busy
             ctl.activity(now)
-            ctl.event_ms = now
+            self._accounts.touch(ctl, now)
         return out
 
     def _on_ready(self, ev: ReplyReady, now: int) -> list[Effect]:
@@ -720,26 +587,36 @@ class Engine:
         return self._route(reply, now)
 
     def _route(self, reply: Reply, now: int) -> list[Effect]:
-        account = reply.account
-        current_gen = self._registry.current(account)
-        current = None if current_gen is None else self._find(account, current_gen)
+        acct = self._accounts.get(reply.account)
+        assert acct is not None
+        current_gen = acct.current
+        latest = acct.latest
+        current = (
+            latest
+            if current_gen == latest.generation
+            else None
+            if current_gen is None
+            else self._accounts.find(reply.account, current_gen)
+        )
         route, generation = decide_route(reply.keys, reply.origin, current)
         kind = route.kind
         via = (
             reply.origin
-            if kind is RouteKind.ORIGIN
+            if kind is _ROUTEKIND_ORIGIN
             else current
-            if kind is RouteKind.SUCCESSOR
+            if kind is _ROUTEKIND_SUCCESSOR
             else None
         )
         if via is not None:
-            via.event_ms = now  # a transmission is activity
+            self._accounts.touch(via, now)  # a transmission is activity
         return self._book.apply(reply, route, generation, via)
 
     def _wake(self, account: str, now: int) -> list[Effect]:
+        if not self._book.has_waiting(account):
+            return []
         out: list[Effect] = []
         for reply in self._book.waiting(account):
-            if reply.state is ReplyState.WAITING:
+            if reply.state is _REPLYSTATE_WAITING:
                 out += self._route(reply, now)
         return out
 
@@ -750,10 +627,10 @@ class Engine:
     def _on_acked(self, ev: TransmitAcked, now: int) -> list[Effect]:
         reply = self._book.get(ev.reply_id)
         out = self._book.acked(ev.reply_id, ev.generation, ev.attempt)
-        ctl = None if reply is None else self._find(reply.account, ev.generation)
-        if ctl is not None and ctl.socket == ev.attempt and ctl.state is State.OPEN:
+        ctl = None if reply is None else self._accounts.find(reply.account, ev.generation)
+        if ctl is not None and ctl.socket == ev.attempt and ctl.state is _STATE_OPEN:
             ctl.activity(now)  # the channel answered through this socket
-            ctl.event_ms = now
+            self._accounts.touch(ctl, now)
         return out
 
     def _on_failed(self, ev: TransmitFailed, now: int) -> list[Effect]:
@@ -766,11 +643,11 @@ class Engine:
 
     def _on_shutdown(self, ev: Shutdown, now: int) -> list[Effect]:
         out = self._book.shutdown(ev.reason)
-        for ctl in (*self._older.values(), *self._latest.values()):
+        for ctl in list(self._accounts.controllers()):
             if not ctl.is_terminal:
                 out += self._stop_ctl(ctl, ev.reason, now)
-        self._watched.clear()
+        self._accounts.unwatch_all()
         if self._health_armed:
-            out.append(CancelTimer(timer=HEALTH))
+            out.append(CancelTimer(HEALTH))
         self._shut_down = ev.reason
         return out

@@ -14,11 +14,11 @@ Forms are compared on their *user* part within their domain: ``s.whatsapp.net``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 from heirline.core.errors import JidError, MappingConflictError
 from heirline.core.jid import (
@@ -206,7 +206,80 @@ EMPTY_MAPPING: Final = LidMapping()
 LidMapping.EMPTY = EMPTY_MAPPING
 
 
-def resolve(identity: SelfIdentity, mapping: LidMapping) -> SelfIdentity:
+@runtime_checkable
+class MappingView(Protocol):
+    """What resolution reads of a PN<->LID mapping: :class:`LidMapping` or :class:`MappingTable`."""
+
+    def lid_for(self, pn_user: str) -> str | None:
+        """The LID user mapped to this phone-number user, or None."""
+        ...
+
+    def pn_for(self, lid_user: str) -> str | None:
+        """The phone-number user mapped to this LID user, or None."""
+        ...
+
+
+class MappingTable:
+    """A growing PN<->LID mapping, one pair at a time, with :class:`LidMapping`'s rules.
+
+    The engine's own copy: adding a pair costs O(1) (an immutable
+    :class:`LidMapping` is rebuilt whole), and :meth:`snapshot` gives the
+    immutable form, built once per change, for whoever asks.
+    """
+
+    __slots__ = ("_by_lid", "_by_pn", "_snapshot")
+
+    def __init__(self, initial: LidMapping) -> None:
+        self._by_pn: dict[str, str] = dict(initial.pairs)
+        self._by_lid: dict[str, str] = {lid: pn for pn, lid in initial.pairs}
+        self._snapshot: LidMapping | None = initial
+
+    def lid_for(self, pn_user: str) -> str | None:
+        """The LID user mapped to this phone-number user, or None."""
+        return self._by_pn.get(pn_user)
+
+    def pn_for(self, lid_user: str) -> str | None:
+        """The phone-number user mapped to this LID user, or None."""
+        return self._by_lid.get(lid_user)
+
+    def add(self, pn: str, lid: str) -> tuple[str, str] | None:
+        """Learn a pair (users or JIDs): its ``(pn_user, lid_user)``, or ``None`` if known.
+
+        A pair that contradicts a known one raises :class:`MappingConflictError`
+        naming both, and changes nothing.
+        """
+        pn_user, lid_user = _mapping_user(pn, "pn"), _mapping_user(lid, "lid")
+        known_lid = self._by_pn.get(pn_user)
+        if known_lid == lid_user:
+            return None
+        if known_lid is not None:
+            raise MappingConflictError(
+                f"pair (pn={pn_user}, lid={lid_user}) contradicts pair "
+                f"(pn={pn_user}, lid={known_lid}): phone number {pn_user} is claimed by two LIDs"
+            )
+        known_pn = self._by_lid.get(lid_user)
+        if known_pn is not None:
+            raise MappingConflictError(
+                f"pair (pn={pn_user}, lid={lid_user}) contradicts pair "
+                f"(pn={known_pn}, lid={lid_user}): LID {lid_user} is claimed by two phone numbers"
+            )
+        self._by_pn[pn_user] = lid_user
+        self._by_lid[lid_user] = pn_user
+        self._snapshot = None
+        return pn_user, lid_user
+
+    def snapshot(self) -> LidMapping:
+        """The mapping as an immutable :class:`LidMapping` (built once per change)."""
+        if self._snapshot is None:
+            self._snapshot = LidMapping(tuple(self._by_pn.items()))
+        return self._snapshot
+
+    def __len__(self) -> int:
+        """The number of pairs."""
+        return len(self._by_pn)
+
+
+def resolve(identity: SelfIdentity, mapping: MappingView) -> SelfIdentity:
     """Fill the missing forms of ``identity``: E.164 -> PN, PN -> LID, LID -> PN, PN -> E.164.
 
     Only missing forms are filled, never overwritten, so a contradiction between
@@ -381,3 +454,71 @@ def compare(
     return judge(
         identity_keys(resolve(original, mapping)), identity_keys(resolve(successor, mapping))
     )
+
+
+H = TypeVar("H", bound=Hashable)
+
+
+class KeyIndex(Generic[H]):
+    """Who holds an identity that one more PN<->LID pair could complete.
+
+    Resolution only fills a missing form, so a pair can change the keys of an
+    identity only if it has a phone number but no LID (indexed by the number) or
+    a LID but no number (indexed by the LID). A mapping fact then re-resolves
+    exactly the holders it concerns, however many identities are complete.
+    One holder per user is the common case and is stored as itself; more share
+    a dict.
+    """
+
+    __slots__ = ("_by_lid", "_by_pn")
+
+    def __init__(self) -> None:
+        self._by_pn: dict[str, H | dict[H, None]] = {}
+        self._by_lid: dict[str, H | dict[H, None]] = {}
+
+    def _slot(self, keys: Keys) -> tuple[dict[str, H | dict[H, None]], str] | None:
+        pn, lid, _ = keys
+        if pn is not None and lid is None:
+            return self._by_pn, pn
+        if lid is not None and pn is None:
+            return self._by_lid, lid
+        return None
+
+    def add(self, holder: H, keys: Keys) -> None:
+        """Index ``holder`` under ``keys`` if a pair could complete them."""
+        slot = self._slot(keys)
+        if slot is None:
+            return
+        table, user = slot
+        held = table.get(user)
+        if held is None:
+            table[user] = holder
+        elif isinstance(held, dict):
+            held[holder] = None
+        elif held is not holder:
+            table[user] = {held: None, holder: None}
+
+    def remove(self, holder: H, keys: Keys) -> None:
+        """Forget ``holder`` as indexed under ``keys``."""
+        slot = self._slot(keys)
+        if slot is None:
+            return
+        table, user = slot
+        held = table.get(user)
+        if held is holder:
+            del table[user]
+        elif isinstance(held, dict):
+            held.pop(holder, None)
+            if len(held) == 1:
+                table[user] = next(iter(held))
+
+    def touched(self, pn_user: str, lid_user: str) -> list[H]:
+        """The holders the pair ``(pn_user, lid_user)`` may complete."""
+        out: list[H] = []
+        for table, user in ((self._by_pn, pn_user), (self._by_lid, lid_user)):
+            held = table.get(user)
+            if isinstance(held, dict):
+                out.extend(held)
+            elif held is not None:
+                out.append(held)
+        return out

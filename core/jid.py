@@ -57,13 +57,17 @@ def _check_user(user: str, server: str) -> None:
         raise JidError(f"user {user!r} on server {server!r} has characters a JID user cannot have")
 
 
+#: Each server name as the one shared string every parsed JID refers to.
+_CANONICAL: Final = {server: server for server in SERVERS}
+
+
 def _check_server(server: str) -> str:
     if not server:
         raise JidError("empty server part in JID")
-    lowered = server.lower()
-    if lowered not in SERVERS:
+    canonical = _CANONICAL.get(server) or _CANONICAL.get(server.lower())
+    if canonical is None:
         raise JidError(f"unknown JID server {server!r} (known: {', '.join(sorted(SERVERS))})")
-    return lowered
+    return canonical
 
 
 def _check_number(value: int | None, what: str) -> None:

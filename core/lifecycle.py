@@ -28,11 +28,12 @@ from heirline.core.effects import (
     CloseSocket,
     Effect,
     Log,
+    LogLevel,
     LogValue,
     OpenSocket,
     StartTimer,
 )
-from heirline.core.errors import ConfigError
+from heirline.core.errors import ConfigError, InvalidTransition
 from heirline.core.identity import NO_KEYS, Keys, SelfIdentity
 from heirline.core.machine import MachineSpec, Transition
 from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, Status, StatusPolicy
@@ -127,7 +128,30 @@ LIFECYCLE: MachineSpec[State, Trigger] = MachineSpec(
 """The controller lifecycle, declared once (compiled for the hot path, rendered to docs)."""
 
 _TABLE = LIFECYCLE.compile()
-_NEXT = _TABLE.next
+_ROWS = _TABLE.table
+
+# Module constants for the hot paths: reading an Enum member off its class is slow on 3.11.
+_IDLE, _CONNECTING, _OPEN, _CLOSING, _BACKOFF = (
+    State.IDLE,
+    State.CONNECTING,
+    State.OPEN,
+    State.CLOSING,
+    State.BACKOFF,
+)
+_EXHAUSTED = State.EXHAUSTED
+_IDENTIFIED = frozenset({State.OPEN, State.CLOSING})
+_RETRY, _RECONNECT = CloseAction.RETRY, CloseAction.RECONNECT
+_T_START, _T_OPENED, _T_RETRY_DUE, _T_WATCHDOG, _T_STOP = (
+    Trigger.START,
+    Trigger.OPENED,
+    Trigger.RETRY_DUE,
+    Trigger.WATCHDOG,
+    Trigger.STOP,
+)
+_T_CLOSE_RETRY, _T_CLOSE_EXHAUSTED = Trigger.CLOSE_RETRY, Trigger.CLOSE_EXHAUSTED
+_DEBUG, _INFO, _WARNING, _ERROR = LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARNING, LogLevel.ERROR
+_LABELS = {level: level.name.lower() for level in LogLevel}
+_WATCHDOG_STATUS = Status.WATCHDOG
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +161,14 @@ class LifecycleConfig:
     ``watchdog_ms``: an open socket with no activity (frame, inbound message,
     ack) for this long is closed with status 499 and reconnects; ``None``
     turns the engine's watchdog off (openclaw's transport watchdog: 5 min).
+    ``log_level``: records below it are not built at all.
     """
 
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     status_policy: StatusPolicy = DEFAULT_STATUS_POLICY
     watchdog_ms: int | None = 300_000
+    #: The lowest level of the controllers' log records to build (the engine sets it).
+    log_level: LogLevel = LogLevel.DEBUG
 
     def __post_init__(self) -> None:
         w = self.watchdog_ms
@@ -201,7 +228,6 @@ class Controller:
         "config",
         "event_ms",
         "generation",
-        "identity",
         "keys",
         "last_change_ms",
         "last_identity",
@@ -210,6 +236,7 @@ class Controller:
         "refs",
         "retries",
         "retry_at_ms",
+        "retry_timer",
         "socket",
         "started_at_ms",
         "state",
@@ -232,10 +259,10 @@ class Controller:
         self.last_change_ms = 0
         self.activity_ms = 0  # last sign of life of the current socket (watchdog)
         self.event_ms = 0  # last activity or lifecycle fact (the health policy's stale rule)
-        self.identity: SelfIdentity | None = None
         self.last_identity: SelfIdentity | None = None
         self.keys: Keys = NO_KEYS
         self.refs = 0
+        self.retry_timer: RetryTimer | None = None  # built at the first backoff, then reused
 
     def __repr__(self) -> str:
         return (
@@ -251,7 +278,12 @@ class Controller:
     @property
     def has_socket(self) -> bool:
         """Whether the controller has an open, usable socket."""
-        return self.state is State.OPEN
+        return self.state is _OPEN
+
+    @property
+    def identity(self) -> SelfIdentity | None:
+        """The self identity of the socket while it is open (or being closed); else ``None``."""
+        return self.last_identity if self.state in _IDENTIFIED else None
 
     # ------------------------------------------------------------------ internals
 
@@ -262,27 +294,26 @@ class Controller:
         nothing) when ``trigger`` is not accepted in the current state.
         """
         before = self.state
-        self.state = _NEXT(before, trigger)
+        try:
+            self.state = _ROWS[before][trigger]
+        except KeyError:
+            raise InvalidTransition(LIFECYCLE.name, before, trigger) from None
         self.last_change_ms = now
         return before
 
-    def _log(self, level: str, code: str, message: str, **fields: LogValue) -> Log:
-        return Log(
-            level=level,
-            code=code,
-            message=message,
-            account=self.account,
-            generation=self.generation,
-            fields=fields,
-        )
+    def _log(self, level: LogLevel, code: str, message: str, **fields: LogValue) -> Log:
+        return Log(_LABELS[level], code, message, self.account, self.generation, fields)
 
     def _open(self) -> OpenSocket:
         attempt = self.attempts.next_attempt()
         self.socket = attempt
-        return OpenSocket(account=self.account, generation=self.generation, attempt=attempt)
+        return OpenSocket(self.account, self.generation, attempt)
 
     def _retry_timer(self) -> RetryTimer:
-        return RetryTimer(self.account, self.generation)
+        timer = self.retry_timer
+        if timer is None:
+            timer = self.retry_timer = RetryTimer(self.account, self.generation)
+        return timer
 
     def _watchdog_timer(self) -> WatchdogTimer:
         assert self.socket is not None
@@ -292,24 +323,26 @@ class Controller:
 
     def start(self, now: int) -> list[Effect]:
         """idle -> connecting: open the first socket."""
-        self._set_state(Trigger.START, now)
+        self._set_state(_T_START, now)
         self.started_at_ms = now
-        return [
-            self._open(),
-            self._log("info", "lifecycle.connecting", "Connecting.", retry=self.retries),
-        ]
+        out: list[Effect] = [self._open()]
+        if self.config.log_level <= _INFO:
+            out.append(self._log(_INFO, "lifecycle.connecting", "Connecting.", retry=self.retries))
+        return out
 
     def opened(self, now: int) -> list[Effect]:
         """connecting -> open; arm the watchdog. The retry count resets at a healthy close."""
-        self._set_state(Trigger.OPENED, now)
+        self._set_state(_T_OPENED, now)
         self.opened_at_ms = now
         self.activity_ms = now
         out: list[Effect] = []
-        if self.config.watchdog_ms is not None:
+        watchdog_ms = self.config.watchdog_ms
+        if watchdog_ms is not None:
+            out.append(StartTimer(self._watchdog_timer(), now + watchdog_ms))
+        if self.config.log_level <= _INFO:
             out.append(
-                StartTimer(timer=self._watchdog_timer(), deadline_ms=now + self.config.watchdog_ms)
+                self._log(_INFO, "lifecycle.open", "Web connection open.", retry=self.retries)
             )
-        out.append(self._log("info", "lifecycle.open", "Web connection open.", retry=self.retries))
         return out
 
     def activity(self, now: int) -> None:
@@ -321,10 +354,10 @@ class Controller:
         """The watchdog timer fired: close a socket silent for too long, else re-arm it."""
         limit = self.config.watchdog_ms
         assert limit is not None
-        assert self.state is State.OPEN
+        assert self.state is _OPEN
         silent = now - self.activity_ms
         if silent < limit:
-            return [StartTimer(timer=self._watchdog_timer(), deadline_ms=self.activity_ms + limit)]
+            return [StartTimer(self._watchdog_timer(), self.activity_ms + limit)]
         return self.watchdog(now, silent, fired=True)
 
     def closed(self, status: int | None, now: int, u: float) -> list[Effect]:
@@ -339,19 +372,19 @@ class Controller:
             retries = 0
         decision = self.config.status_policy.decide(status)
         action = decision.action
-        if action is CloseAction.RECONNECT and self.state is State.CONNECTING:
-            action = CloseAction.RETRY  # restart-required before the socket ever opened
+        if action is _RECONNECT and self.state is _CONNECTING:
+            action = _RETRY  # restart-required before the socket ever opened
         max_attempts = backoff.max_attempts
-        if action is CloseAction.RETRY:
+        if action is _RETRY:
             if retries >= max_attempts:
-                trigger = Trigger.CLOSE_EXHAUSTED
+                trigger = _T_CLOSE_EXHAUSTED
             else:
                 retries += 1
-                trigger = Trigger.CLOSE_RETRY
+                trigger = _T_CLOSE_RETRY
         else:
             trigger = CLOSE_TRIGGERS[action]
-        delay = retry_delay_ms(backoff, retries, u) if trigger is Trigger.CLOSE_RETRY else 0
-        was_open = self.state is State.OPEN
+        delay = retry_delay_ms(backoff, retries, u) if trigger is _T_CLOSE_RETRY else 0
+        was_open = self.state is _OPEN
         # Classified; the table accepts it or raises before anything changes.
         self._set_state(trigger, now)
         dest = self.state
@@ -360,73 +393,80 @@ class Controller:
         self.last_status = status
         out: list[Effect] = []
         if was_open and self.config.watchdog_ms is not None:
-            out.append(CancelTimer(timer=self._watchdog_timer()))
-        what = _status_text(status)
-        if dest is State.BACKOFF:
+            out.append(CancelTimer(self._watchdog_timer()))
+        if dest is _BACKOFF:
             retry_at = now + delay
             self.retry_at_ms = retry_at
-            out.append(StartTimer(timer=self._retry_timer(), deadline_ms=retry_at))
+            out.append(StartTimer(self._retry_timer(), retry_at))
+            if self.config.log_level <= _WARNING:
+                out.append(
+                    self._log(
+                        _WARNING,
+                        "lifecycle.retry_scheduled",
+                        f"Web connection closed ({_status_text(status)}). "
+                        f"Retry {retries}/{max_attempts} in {delay / 1000:.2f}s…",
+                        status=status,
+                        reason=decision.reason,
+                        retry=retries,
+                        max_attempts=max_attempts,
+                        delay_ms=delay,
+                    )
+                )
+            return out
+        if dest is _CONNECTING:
+            out.append(self._open())
+            if self.config.log_level <= _INFO:
+                out.append(
+                    self._log(
+                        _INFO,
+                        "lifecycle.reconnect",
+                        f"Web connection closed ({_status_text(status)}): {decision.reason}. "
+                        "Reconnecting now.",
+                        status=status,
+                        reason=decision.reason,
+                        retry=retries,
+                    )
+                )
+            return out
+        if self.config.log_level <= _ERROR:
+            what = _status_text(status)
+            if dest is _EXHAUSTED:
+                message = (
+                    f"Web connection closed ({what}). "
+                    f"Giving up after {retries}/{max_attempts} retries."
+                )
+            else:
+                message = f"Web connection closed ({what}): {decision.reason}. Not reconnecting."
             out.append(
                 self._log(
-                    "warning",
-                    "lifecycle.retry_scheduled",
-                    f"Web connection closed ({what}). "
-                    f"Retry {retries}/{max_attempts} in {delay / 1000:.2f}s…",
+                    _ERROR,
+                    f"lifecycle.{dest.value}",
+                    message,
                     status=status,
                     reason=decision.reason,
                     retry=retries,
                     max_attempts=max_attempts,
-                    delay_ms=delay,
                 )
             )
-            return out
-        if dest is State.CONNECTING:
-            out.append(self._open())
-            out.append(
-                self._log(
-                    "info",
-                    "lifecycle.reconnect",
-                    f"Web connection closed ({what}): {decision.reason}. Reconnecting now.",
-                    status=status,
-                    reason=decision.reason,
-                    retry=retries,
-                )
-            )
-            return out
-        if dest is State.EXHAUSTED:
-            message = (
-                f"Web connection closed ({what}). Giving up after {retries}/{max_attempts} retries."
-            )
-        else:
-            message = f"Web connection closed ({what}): {decision.reason}. Not reconnecting."
-        out.append(
-            self._log(
-                "error",
-                f"lifecycle.{dest.value}",
-                message,
-                status=status,
-                reason=decision.reason,
-                retry=retries,
-                max_attempts=max_attempts,
-            )
-        )
         return out
 
     def retry_due(self, now: int) -> list[Effect]:
         """backoff -> connecting: the scheduled retry is due, open a fresh socket."""
-        self._set_state(Trigger.RETRY_DUE, now)
+        self._set_state(_T_RETRY_DUE, now)
         self.retry_at_ms = None
-        max_attempts = self.config.backoff.max_attempts
-        return [
-            self._open(),
-            self._log(
-                "info",
-                "lifecycle.retrying",
-                f"Retry {self.retries}/{max_attempts}: connecting.",
-                retry=self.retries,
-                max_attempts=max_attempts,
-            ),
-        ]
+        out: list[Effect] = [self._open()]
+        if self.config.log_level <= _INFO:
+            max_attempts = self.config.backoff.max_attempts
+            out.append(
+                self._log(
+                    _INFO,
+                    "lifecycle.retrying",
+                    f"Retry {self.retries}/{max_attempts}: connecting.",
+                    retry=self.retries,
+                    max_attempts=max_attempts,
+                )
+            )
+        return out
 
     def watchdog(self, now: int, silent_ms: int | None = None, fired: bool = False) -> list[Effect]:
         """open -> closing: the socket went silent; ask for a close with status 499.
@@ -434,54 +474,50 @@ class Controller:
         ``fired``: the engine's own watchdog timer is what fired (so there is none to cancel);
         otherwise an adapter's watchdog reported the silence and the engine's timer is cancelled.
         """
-        self._set_state(Trigger.WATCHDOG, now)
+        self._set_state(_T_WATCHDOG, now)
         reason = "watchdog: no traffic"
         if silent_ms is not None:
             reason = f"watchdog: no traffic for {silent_ms} ms"
-        assert self.socket is not None
+        socket = self.socket
+        assert socket is not None
         out: list[Effect] = []
         if not fired and self.config.watchdog_ms is not None:
-            out.append(CancelTimer(timer=self._watchdog_timer()))
-        return [
-            *out,
-            CloseSocket(
-                account=self.account,
-                generation=self.generation,
-                attempt=self.socket,
-                status=Status.WATCHDOG,
-                reason=reason,
-            ),
-            self._log("warning", "lifecycle.watchdog", f"Closing: {reason}.", silent_ms=silent_ms),
-        ]
+            out.append(CancelTimer(self._watchdog_timer()))
+        out.append(CloseSocket(self.account, self.generation, socket, _WATCHDOG_STATUS, reason))
+        if self.config.log_level <= _WARNING:
+            out.append(
+                self._log(
+                    _WARNING,
+                    "lifecycle.watchdog",
+                    f"Closing: {reason}.",
+                    silent_ms=silent_ms,
+                )
+            )
+        return out
 
     def stop(self, reason: str, now: int) -> list[Effect]:
         """Any non-terminal state -> stopped: cancel the retry, close the socket, say why."""
         before = self.state
-        self._set_state(Trigger.STOP, now)
+        self._set_state(_T_STOP, now)
         effects: list[Effect] = []
-        if before is State.BACKOFF:
-            effects.append(CancelTimer(timer=self._retry_timer()))
+        if before is _BACKOFF:
+            effects.append(CancelTimer(self._retry_timer()))
             self.retry_at_ms = None
-        elif before is not State.IDLE:
-            assert self.socket is not None
-            if before is State.OPEN and self.config.watchdog_ms is not None:
-                effects.append(CancelTimer(timer=self._watchdog_timer()))
+        elif before is not _IDLE:
+            socket = self.socket
+            assert socket is not None
+            if before is _OPEN and self.config.watchdog_ms is not None:
+                effects.append(CancelTimer(self._watchdog_timer()))
+            effects.append(CloseSocket(self.account, self.generation, socket, None, reason))
+        self.opened_at_ms = None
+        if self.config.log_level <= _INFO:
             effects.append(
-                CloseSocket(
-                    account=self.account,
-                    generation=self.generation,
-                    attempt=self.socket,
+                self._log(
+                    _INFO,
+                    "lifecycle.stopped",
+                    f"Stopped: {reason}.",
                     reason=reason,
+                    state=before.value,
                 )
             )
-        self.opened_at_ms = None
-        effects.append(
-            self._log(
-                "info",
-                "lifecycle.stopped",
-                f"Stopped: {reason}.",
-                reason=reason,
-                state=before.value,
-            )
-        )
         return effects

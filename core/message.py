@@ -4,6 +4,13 @@
 :mod:`heirline.core.effects` declare their classes with, so how a message is
 built (it is the hot path: one or more per ``Engine.handle`` call) is decided
 in one place. ``type`` (a class variable) is the tag of the JSON form.
+
+Immutability is enforced where it costs nothing: the type checker treats every
+message as frozen (``dataclass_transform(frozen_default=True)``), so assigning
+a field is a type error. At run time the classes are plain slotted dataclasses:
+a frozen dataclass sets every field through ``object.__setattr__`` and costs
+about twice as much to build, and building messages is most of what a
+lifecycle event costs. Equality compares fields; messages are not hashable.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import TypeVar, dataclass_transform
 _C = TypeVar("_C")
 
 
-@dataclass_transform(frozen_default=True, kw_only_default=True)
+@dataclass_transform(frozen_default=True)
 def message(cls: type[_C]) -> type[_C]:
-    """Make ``cls`` an immutable, slotted, keyword-only dataclass."""
-    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    """Make ``cls`` a slotted dataclass the type checker treats as frozen."""
+    return dataclass(slots=True)(cls)

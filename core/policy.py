@@ -10,7 +10,7 @@ the reasoning behind each default is in ``docs/lifecycle.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from types import MappingProxyType
 
@@ -80,18 +80,20 @@ class StatusPolicy:
     by_status: Mapping[int, CloseDecision]
     no_status: CloseDecision
     unknown: CloseDecision
+    _table: dict[int | None, CloseDecision] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for status in self.by_status:
             if isinstance(status, bool) or not isinstance(status, int):
                 raise ConfigError(f"StatusPolicy.by_status: key {status!r} is not an int status")
+        table: dict[int | None, CloseDecision] = {int(k): v for k, v in self.by_status.items()}
         object.__setattr__(self, "by_status", MappingProxyType(dict(self.by_status)))
+        table[None] = self.no_status
+        object.__setattr__(self, "_table", table)
 
     def decide(self, status: int | None) -> CloseDecision:
         """The decision for a close with ``status`` (``None``: the close gave no status)."""
-        if status is None:
-            return self.no_status
-        return self.by_status.get(status, self.unknown)
+        return self._table.get(status, self.unknown)
 
     def with_overrides(self, overrides: Mapping[int, CloseDecision]) -> StatusPolicy:
         """A copy of this policy where ``overrides`` replace (or add) single codes."""

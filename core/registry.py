@@ -54,52 +54,51 @@ class RegistryChange:
     reason: str = ""
 
 
-class Registry:
-    """account -> current controller generation; mutated in place by its owner."""
+class RegistryEntry:
+    """One account's registration: the rules, applied to three numbers.
 
-    __slots__ = ("_current", "_issued", "_registered_high")
+    ``issued`` is the newest generation handed out, ``high`` the newest ever
+    registered, ``current`` the registered one (``None``: none). The engine keeps
+    one entry per account inside its own account record (a subclass), so the
+    in-memory registry costs no table of its own; :class:`Registry` is the same
+    rules behind a name -> entry map.
+    """
+
+    __slots__ = ("current", "high", "issued")
 
     def __init__(self) -> None:
-        self._issued: dict[str, int] = {}
-        self._registered_high: dict[str, int] = {}
-        self._current: dict[str, int] = {}
+        self.issued = 0
+        self.high = 0
+        self.current: int | None = None
 
-    def next_generation(self, account: str) -> int:
-        """Issue the next generation for ``account`` (1, 2, 3, ...); never reused."""
-        generation = self._issued.get(account, 0) + 1
-        self._issued[account] = generation
-        return generation
+    def next_generation(self) -> int:
+        """Issue the next generation (1, 2, 3, ...); never reused."""
+        self.issued += 1
+        return self.issued
 
     def register(self, account: str, generation: int) -> RegistryChange:
-        """Make ``generation`` the current controller of ``account``, replacing any other.
-
-        IGNORED (nothing changes) when ``generation`` was never issued, or is not
-        newer than the newest generation ever registered for ``account``.
-        """
-        issued = self._issued.get(account, 0)
-        if not 1 <= generation <= issued:
+        """Make ``generation`` current, replacing any other; IGNORED when it may not be."""
+        if not 1 <= generation <= self.issued:
             return RegistryChange(
                 ChangeKind.IGNORED,
                 account,
                 generation,
-                reason=f"never issued: highest issued generation is {issued}",
+                reason=f"never issued: highest issued generation is {self.issued}",
             )
-        high = self._registered_high.get(account, 0)
-        if generation <= high:
-            current = self._current.get(account)
-            if generation == current:
+        if generation <= self.high:
+            if generation == self.current:
                 reason = "already current"
             else:
-                reason = f"superseded: generation {high} was already registered"
+                reason = f"superseded: generation {self.high} was already registered"
             return RegistryChange(ChangeKind.IGNORED, account, generation, reason=reason)
-        predecessor = self._current.get(account)
-        self._current[account] = generation
-        self._registered_high[account] = generation
+        predecessor = self.current
+        self.current = generation
+        self.high = generation
         return RegistryChange(ChangeKind.REGISTERED, account, generation, predecessor=predecessor)
 
     def unregister(self, account: str, generation: int) -> RegistryChange:
-        """Remove ``generation`` only if it is still the current controller of ``account``."""
-        current = self._current.get(account)
+        """Remove ``generation`` only if it is still current."""
+        current = self.current
         if current is None:
             return RegistryChange(
                 ChangeKind.IGNORED,
@@ -115,13 +114,53 @@ class Registry:
                 generation,
                 reason=f"{word}: current is generation {current}",
             )
-        del self._current[account]
+        self.current = None
         return RegistryChange(ChangeKind.UNREGISTERED, account, generation)
+
+
+class Registry:
+    """account -> current controller generation; mutated in place by its owner."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, RegistryEntry] = {}
+
+    def _entry(self, account: str) -> RegistryEntry:
+        entry = self._entries.get(account)
+        if entry is None:
+            entry = self._entries[account] = RegistryEntry()
+        return entry
+
+    def next_generation(self, account: str) -> int:
+        """Issue the next generation for ``account`` (1, 2, 3, ...); never reused."""
+        return self._entry(account).next_generation()
+
+    def register(self, account: str, generation: int) -> RegistryChange:
+        """Make ``generation`` the current controller of ``account``, replacing any other.
+
+        IGNORED (nothing changes) when ``generation`` was never issued, or is not
+        newer than the newest generation ever registered for ``account``.
+        """
+        return self._entry(account).register(account, generation)
+
+    def unregister(self, account: str, generation: int) -> RegistryChange:
+        """Remove ``generation`` only if it is still the current controller of ``account``."""
+        entry = self._entries.get(account)
+        if entry is None:
+            return RegistryChange(
+                ChangeKind.IGNORED,
+                account,
+                generation,
+                reason="not registered: account has no current generation",
+            )
+        return entry.unregister(account, generation)
 
     def current(self, account: str) -> int | None:
         """The current generation of ``account``, or ``None`` when none is registered."""
-        return self._current.get(account)
+        entry = self._entries.get(account)
+        return None if entry is None else entry.current
 
     def accounts(self) -> tuple[str, ...]:
         """Accounts that have a current generation, sorted (stable across runs)."""
-        return tuple(sorted(self._current))
+        return tuple(sorted(a for a, e in self._entries.items() if e.current is not None))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from heirline.core import identity, routing
+from heirline.core.accounts import Accounts
 from heirline.core.book import ReplyBook
 from heirline.core.effects import CloseSocket, Effect, Rejected, Transmit
 from heirline.core.engine import Engine
@@ -38,7 +39,7 @@ from heirline.core.events import (
 )
 from heirline.core.identity import LidMapping, SelfIdentity, Verdict, VerdictKind, compare
 from heirline.core.lifecycle import Controller, State
-from heirline.core.registry import ChangeKind, Registry, RegistryChange
+from heirline.core.registry import ChangeKind, RegistryChange, RegistryEntry
 from heirline.core.routing import RouteKind
 from heirline.core.timers import DeadlineTimer
 
@@ -138,7 +139,7 @@ def test_a_capture_with_a_stale_identity_is_an_untrue_refusal(
     def forget_last(original: Handler, self: object, args: tuple[object, ...]) -> list[Effect]:
         out = original(self, *args)
         engine = _engine(self)
-        for ctl in (*engine._latest.values(), *engine._older.values()):
+        for ctl in list(engine._accounts.controllers()):
             ctl.last_identity = ctl.identity
         return out
 
@@ -157,7 +158,11 @@ def test_a_stop_of_the_newest_generation_must_take_the_account_off_health_watch(
 ) -> None:
     def keep_watching(original: Handler, self: object, args: tuple[object, ...]) -> list[Effect]:
         out = original(self, *args)
-        _engine(self)._watched.add(ACCOUNT)
+        accounts = _engine(self)._accounts
+        acct = accounts.get(ACCOUNT)
+        assert acct is not None
+        acct.watched = True
+        accounts.place(acct)
         return out
 
     _wrap(monkeypatch, Engine, "_on_stop", keep_watching)
@@ -235,7 +240,7 @@ def test_a_capture_that_reuses_a_message_id_is_rejected() -> None:
 def test_a_generation_kept_once_nothing_names_it_breaks_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(Engine, "_forgettable", lambda self, ctl: False)
+    monkeypatch.setattr(Accounts, "settle", lambda self, ctl: None)
     world = new_world()
     world.step(Start(account=ACCOUNT))
     with pytest.raises(InvariantViolation, match="bounded state: engine keeps generations"):
@@ -245,11 +250,11 @@ def test_a_generation_kept_once_nothing_names_it_breaks_the_bound(
 def test_a_stale_unregister_that_removes_the_successor_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def unregister_anyway(self: Registry, account: str, generation: int) -> RegistryChange:
-        self._current.pop(account, None)
+    def unregister_anyway(self: RegistryEntry, account: str, generation: int) -> RegistryChange:
+        self.current = None
         return RegistryChange(ChangeKind.UNREGISTERED, account, generation)
 
-    monkeypatch.setattr(Registry, "unregister", unregister_anyway)
+    monkeypatch.setattr(RegistryEntry, "unregister", unregister_anyway)
     world = new_world()
     world.step(Start(account=ACCOUNT))
     # Generation 2 registers, then its predecessor is stopped and unregisters: the
