@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import runpy
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -1233,3 +1235,42 @@ def test_neonize_gateway_builds_a_working_gateway() -> None:
             assert next(iter(gw.outcomes.values())).outcome == "delivered"
 
     run(main())
+
+
+# --------------------------------------------------------------------------- the documented example
+
+
+def test_the_documented_example_runs_against_neonizes_client() -> None:
+    """docs/neonize.md embeds docs/neonize_echo.py; run it with a fake Go library."""
+    root = Path(__file__).resolve().parent.parent
+    program = (root / "docs" / "neonize_echo.py").read_text("utf-8")
+    doc = (root / "docs" / "neonize.md").read_text("utf-8")
+    assert f"```python\n{program}```" in doc, (
+        "docs/neonize.md must embed docs/neonize_echo.py as is"
+    )
+    example = runpy.run_path(str(root / "docs" / "neonize_echo.py"), run_name="example")
+
+    async def main() -> None:
+        go = FakeGo()
+        client = go.client("heirline-echo")
+        stop = asyncio.Event()
+        serving = asyncio.create_task(example["serve"](client, stop))
+        await _poll(lambda: len(go.runs) == 1, "the example connects")
+        await go.run().emit(ConnectedEv(status=True))
+        await go.run().emit(message_ev("hello", "X1"))
+        await _poll(lambda: len(go.sent) == 1, "the example replies")
+        assert go.sent[0][2].conversation == "you said: hello"
+        assert go.read[0][1] == ["X1"]
+        stop.set()
+        await serving
+        assert not go.run().alive
+
+    run(main())
+
+
+async def _poll(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(1000):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"not within 5 s: {what}")
