@@ -52,7 +52,7 @@ from heirline.core.timers import RetryTimer, Timer, WatchdogTimer
 SEED = 7
 REPEATS = 3
 #: Engine settings of a production gateway: log records from INFO up are built.
-CONFIG = EngineConfig(health_timer=False, log_level=LogLevel.OFF)
+CONFIG = EngineConfig(health_timer=False, log_level=LogLevel.WARNING)
 STEP_MS = 1_000
 
 

@@ -23,6 +23,7 @@ at the identities it can complete.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar, cast
 
@@ -97,9 +98,9 @@ class Engine(Controllers):
         self._pairs: list[tuple[str, str]] | None = [] if cfg.journal else None
         self._incomplete: KeyIndex[Controller] = KeyIndex()
         # (pn, lid, e164) as a socket showed them -> (identity, its keys, mapping version)
-        self._identities: dict[
+        self._identities: OrderedDict[
             tuple[str | None, str | None, str | None], tuple[SelfIdentity, Keys, int]
-        ] = {}
+        ] = OrderedDict()
         self._health: HealthMonitor | None = None
         self._health_armed = False
         self._now: int | None = None  # the last accepted time

@@ -14,16 +14,18 @@ Forms are compared on their *user* part within their domain: ``s.whatsapp.net``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import ClassVar, Final, Generic, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from heirline.core.errors import JidError, MappingConflictError
 from heirline.core.jid import (
     HOSTED_LID_SERVER,
     HOSTED_SERVER,
+    LEGACY_PN_SERVER,
     LID_SERVER,
     PN_SERVER,
     Jid,
@@ -90,8 +92,20 @@ class SelfIdentity:
     ) -> SelfIdentity:
         """Build a self identity from the strings a channel shows; None means "absent".
 
-        An empty or malformed string is an error, never "absent".
+        An empty or malformed string is an error, never "absent". The JIDs a
+        socket shows every time (``<digits>[:<device>]@s.whatsapp.net``,
+        ``<digits>@lid``, ...) take a fast path with the same result; anything
+        else goes through the full parser and its precise error messages.
         """
+        if e164 is None:
+            pn_jid = _fast(_FAST_PN, pn)
+            lid_jid = _fast(_FAST_LID, lid)
+            if pn_jid is not False and lid_jid is not False:
+                identity = object.__new__(cls)
+                object.__setattr__(identity, "pn", pn_jid)
+                object.__setattr__(identity, "lid", lid_jid)
+                object.__setattr__(identity, "e164", None)
+                return identity
         return cls(
             pn=None if pn is None else parse_jid(pn),
             lid=None if lid is None else parse_jid(lid),
@@ -120,6 +134,23 @@ class SelfIdentity:
 
 #: The identity of a socket that is not logged in.
 UNAUTHENTICATED: Final = SelfIdentity()
+
+# The self-identity JIDs a socket shows, as the full parser would accept and normalize them:
+# digits, an optional agent and device (dropped), a phone-number or LID server in lower case.
+_NUMBER_PART = r"(?:_(?:0|[1-9][0-9]{0,9}))?(?::(?:0|[1-9][0-9]{0,9}))?"
+_FAST_PN: Final = re.compile(r"([0-9]+)" + _NUMBER_PART + r"@(s\.whatsapp\.net|c\.us|hosted)")
+_FAST_LID: Final = re.compile(r"([0-9]+)" + _NUMBER_PART + r"@(lid|hosted\.lid)")
+
+
+def _fast(pattern: re.Pattern[str], text: str | None) -> Jid | Literal[False] | None:
+    """The normalized JID ``text`` names, ``None`` if absent, ``False``: not the plain shape."""
+    if text is None:
+        return None
+    match = pattern.fullmatch(text)
+    if match is None:
+        return False
+    server = match[2]
+    return Jid.trusted(match[1], PN_SERVER if server == LEGACY_PN_SERVER else server)
 
 
 def _mapping_user(text: str, role: str) -> str:

@@ -8,6 +8,7 @@ watchdogs, retry and health timers, mapping facts) and the shutdown. See
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import cast
 
@@ -75,7 +76,9 @@ class Controllers(Replies):
 
     _random: Callable[[], float]
     _incomplete: KeyIndex[Controller]
-    _identities: dict[tuple[str | None, str | None, str | None], tuple[SelfIdentity, Keys, int]]
+    _identities: OrderedDict[
+        tuple[str | None, str | None, str | None], tuple[SelfIdentity, Keys, int]
+    ]
     _mapping_version: int
     _pairs: list[tuple[str, str]] | None
     _health: HealthMonitor | None
@@ -207,7 +210,7 @@ class Controllers(Replies):
         cache = self._identities
         raw = (ev.pn, ev.lid, ev.e164)
         if raw not in cache and len(cache) >= IDENTITY_CACHE:
-            del cache[next(iter(cache))]
+            cache.popitem(last=False)  # O(1): a dict would scan its deleted front every time
         cache[raw] = (identity, keys, self._mapping_version)
 
     def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
