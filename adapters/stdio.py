@@ -107,6 +107,9 @@ class ProtocolError(HeirlineError, ValueError):
 #: The sections of the hello's ``config`` object, each generated from one config dataclass.
 CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
 _ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the sections
+#: Fields of a nested config offered at the top level of ``config``: the engine's watchdog
+#: (``LifecycleConfig.watchdog_ms``; ``null`` turns it off).
+LIFTED_FIELDS: Final[dict[str, type]] = {"watchdog_ms": LifecycleConfig}
 
 
 def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
@@ -140,6 +143,10 @@ def _config_fields(cls: type) -> list[tuple[str, tuple[str, ...], bool]]:
             continue
         kinds, is_list = _json_kinds(hints[f.name])
         out.append((f.name, kinds, is_list))
+    if cls is EngineConfig:
+        for name, owner in LIFTED_FIELDS.items():
+            kinds, is_list = _json_kinds(typing.get_type_hints(owner)[name])
+            out.append((name, kinds, is_list))
     return out
 
 
@@ -182,7 +189,8 @@ def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
     return False
 
 
-def _build(cls: type, data: object, where: str) -> Any:
+def _build(cls: type, data: object, where: str) -> dict[str, Any]:
+    """The constructor arguments of ``cls`` that ``data`` (one config object) asks for."""
     if not isinstance(data, dict):
         raise ProtocolError("bad_hello", f"{where}: expected an object")
     table = {name: (kinds, is_list) for name, kinds, is_list in _config_fields(cls)}
@@ -211,7 +219,7 @@ def _build(cls: type, data: object, where: str) -> Any:
         elif type(value) is int and "number" in kinds:
             value = float(value)  # JSON has one number type; the dataclass wants a float
         kwargs[name] = value
-    return cls(**kwargs)
+    return kwargs
 
 
 def build_config(data: object) -> EngineConfig:
@@ -221,12 +229,15 @@ def build_config(data: object) -> EngineConfig:
     if not isinstance(data, dict):
         raise ProtocolError("bad_hello", "hello.config: expected an object")
     try:
-        health = _build(HealthConfig, data.get("health", {}), "hello.config.health")
-        backoff = _build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
+        health = HealthConfig(**_build(HealthConfig, data.get("health", {}), "hello.config.health"))
+        backoff = BackoffConfig(
+            **_build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
+        )
         engine_fields = {k: v for k, v in data.items() if k not in CONFIG_SECTIONS}
-        base = _build(EngineConfig, engine_fields, "hello.config")
-        assert isinstance(base, EngineConfig)
-        return dataclasses.replace(base, health=health, lifecycle=LifecycleConfig(backoff=backoff))
+        kwargs = _build(EngineConfig, engine_fields, "hello.config")
+        lifted = {name: kwargs.pop(name) for name in LIFTED_FIELDS if name in kwargs}
+        lifecycle = LifecycleConfig(backoff=backoff, **lifted)
+        return EngineConfig(**kwargs, health=health, lifecycle=lifecycle)
     except ProtocolError:
         raise
     except HeirlineError as err:  # ConfigError from a dataclass's own validation

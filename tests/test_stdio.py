@@ -103,6 +103,8 @@ def test_protocol_1_is_refused_with_the_versions_spoken() -> None:
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"health": 3}}}', "bad_hello"),
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"max_transmissions": 0}}}', "bad_hello"),
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"health_timer": 1}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": 0}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": "5m"}}}', "bad_hello"),
         (
             b'{"hello": {"protocol": 2, "seed": 7, "config": {"backoff": {"factor": "x"}}}}',
             "bad_hello",
@@ -135,6 +137,8 @@ def test_config_and_mapping_reach_the_engine() -> None:
                     "reply_deadline_ms": 5,
                     "health_timer": False,
                     "resendable_kinds": ["text"],
+                    "watchdog_ms": 90_000,
+                    "external_registry": True,
                     "health": {"retry_grace_ms": None},
                     "backoff": {"factor": 2, "max_attempts": 3},
                 },
@@ -150,7 +154,20 @@ def test_config_and_mapping_reach_the_engine() -> None:
     assert engine.config.resendable_kinds == frozenset({"text"})
     assert engine.config.health.retry_grace_ms is None
     assert engine.config.lifecycle.backoff.max_attempts == 3
+    assert engine.config.lifecycle.watchdog_ms == 90_000
+    assert engine.config.external_registry is True
     assert engine.mapping.lid_for("491511") == "777"
+
+
+def test_the_watchdog_can_be_turned_off_and_defaults_to_five_minutes() -> None:
+    session = Session()
+    run(b'{"hello": {"protocol": 2, "seed": 1, "config": {"watchdog_ms": null}}}', session=session)
+    assert session.engine is not None
+    assert session.engine.config.lifecycle.watchdog_ms is None
+    session = Session()
+    run(HELLO, session=session)
+    assert session.engine is not None
+    assert session.engine.config.lifecycle.watchdog_ms == 300_000
 
 
 def test_bad_lines_get_errors_naming_the_line_and_state_is_untouched() -> None:
