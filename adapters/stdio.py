@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import random
 import sys
 import time
@@ -112,17 +113,35 @@ _ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the secti
 LIFTED_FIELDS: Final[dict[str, type]] = {"watchdog_ms": LifecycleConfig}
 
 
-def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
-    """JSON type names of a config field annotation, and whether it is a list of strings."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ConfigField:
+    """One field of a config object on the wire: its JSON types, from the dataclass field."""
+
+    name: str
+    kinds: tuple[str, ...]  # JSON type names
+    is_list: bool = False  # a list of strings (a frozenset in the dataclass)
+    choices: type[enum.Enum] | None = None  # an enumeration: its members' lowercase names
+
+    def labels(self) -> list[str]:
+        assert self.choices is not None
+        return [member.name.lower() for member in self.choices]
+
+
+def _config_field(name: str, hint: object) -> _ConfigField:
+    """The wire form of a config field annotation."""
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     names: list[str] = []
     is_list = False
+    choices: type[enum.Enum] | None = None
     for arg in args:
         origin = typing.get_origin(arg) or arg
         if arg is type(None):
             names.append("null")
         elif origin is bool:
             names.append("boolean")
+        elif isinstance(origin, type) and issubclass(origin, enum.Enum):
+            names.append("string")  # before int: an IntEnum is an int too
+            choices = origin
         elif origin is int:
             names.append("integer")
         elif origin is float:
@@ -132,31 +151,35 @@ def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
             is_list = True
         else:  # pragma: no cover - a new config field type needs a JSON form first
             raise TypeError(f"no JSON form for config type {hint!r}")
-    return tuple(names), is_list
+    return _ConfigField(name, tuple(names), is_list, choices)
 
 
-def _config_fields(cls: type) -> list[tuple[str, tuple[str, ...], bool]]:
+def _config_fields(cls: type) -> list[_ConfigField]:
     hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if cls is EngineConfig and f.name in _ENGINE_SKIP:
-            continue
-        kinds, is_list = _json_kinds(hints[f.name])
-        out.append((f.name, kinds, is_list))
+    out = [
+        _config_field(f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if not (cls is EngineConfig and f.name in _ENGINE_SKIP)
+    ]
     if cls is EngineConfig:
-        for name, owner in LIFTED_FIELDS.items():
-            kinds, is_list = _json_kinds(typing.get_type_hints(owner)[name])
-            out.append((name, kinds, is_list))
+        out += [
+            _config_field(name, typing.get_type_hints(owner)[name])
+            for name, owner in LIFTED_FIELDS.items()
+        ]
     return out
 
 
 def _section_schema(cls: type) -> dict[str, JsonValue]:
     props: dict[str, JsonValue] = {}
-    for name, kinds, is_list in _config_fields(cls):
-        prop: dict[str, JsonValue] = {"type": kinds[0] if len(kinds) == 1 else list(kinds)}
-        if is_list:
+    for f in _config_fields(cls):
+        prop: dict[str, JsonValue]
+        if f.choices is not None:
+            prop = {"enum": list(f.labels())}
+        else:
+            prop = {"type": f.kinds[0] if len(f.kinds) == 1 else list(f.kinds)}
+        if f.is_list:
             prop["items"] = {"type": "string"}
-        props[name] = prop
+        props[f.name] = prop
     return {
         "type": "object",
         "description": (cls.__doc__ or "").strip().splitlines()[0],
@@ -175,7 +198,8 @@ def config_schema() -> dict[str, JsonValue]:
     return schema
 
 
-def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
+def _json_type_ok(value: object, f: _ConfigField) -> bool:
+    kinds = f.kinds
     if value is None:
         return "null" in kinds
     if isinstance(value, bool):
@@ -186,6 +210,8 @@ def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
         return "number" in kinds
     if isinstance(value, list):
         return "array" in kinds and all(isinstance(v, str) for v in value)
+    if isinstance(value, str):
+        return f.choices is not None and value in f.labels()
     return False
 
 
@@ -193,7 +219,7 @@ def _build(cls: type, data: object, where: str) -> dict[str, Any]:
     """The constructor arguments of ``cls`` that ``data`` (one config object) asks for."""
     if not isinstance(data, dict):
         raise ProtocolError("bad_hello", f"{where}: expected an object")
-    table = {name: (kinds, is_list) for name, kinds, is_list in _config_fields(cls)}
+    table = {f.name: f for f in _config_fields(cls)}
     unknown = sorted(
         set(data) - set(table) - (set(CONFIG_SECTIONS) if cls is EngineConfig else set())
     )
@@ -203,20 +229,23 @@ def _build(cls: type, data: object, where: str) -> dict[str, Any]:
             f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(table)})",
         )
     kwargs: dict[str, object] = {}
-    for name, (kinds, is_list) in table.items():
+    for name, f in table.items():
         if name not in data:
             continue
         value = data[name]
-        if not _json_type_ok(value, kinds):
-            what = (
-                _expected_int(value)
-                if type(value) is int
-                else f"expected {' or '.join(kinds)}, got {value!r}"
-            )
+        if not _json_type_ok(value, f):
+            if type(value) is int and f.choices is None:
+                what = _expected_int(value)
+            elif f.choices is not None:
+                what = f"expected one of {f.labels()}, got {value!r}"
+            else:
+                what = f"expected {' or '.join(f.kinds)}, got {value!r}"
             raise ProtocolError("bad_hello", f"{where}.{name}: {what}")
-        if is_list:
+        if f.is_list:
             value = frozenset(value)
-        elif type(value) is int and "number" in kinds:
+        elif f.choices is not None and isinstance(value, str):
+            value = next(m for m in f.choices if m.name.lower() == value)
+        elif type(value) is int and "number" in f.kinds:
             value = float(value)  # JSON has one number type; the dataclass wants a float
         kwargs[name] = value
     return kwargs

@@ -47,13 +47,14 @@ def _error_classes() -> list[type[errors.HeirlineError]]:
 def engine_rejection_codes() -> set[str]:
     """Every ``code`` a ``rejected`` effect of the engine can carry.
 
-    The literal codes in ``core/*.py`` (``Rejection("...")``, ``Rejected(code="...")``,
+    The literal codes in ``core/*.py`` (``Rejection("...")``, ``Rejected("...")`` or
+    ``Rejected(code="...")``,
     ``_carried(..., "...")``, ``code = "..." if ... else "..."``) and the ``code`` of every
     error class of the core (``Engine.handle`` answers a ``HeirlineError`` with its code).
     """
     source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "core").glob("*.py")))
     codes = set(re.findall(r'\b_?Rejection\(\s*"(\w+)"', source))
-    codes |= set(re.findall(r'Rejected\(\s*code="(\w+)"', source))
+    codes |= set(re.findall(r'Rejected\(\s*(?:code=)?"(\w+)"', source))
     codes |= set(re.findall(r'_carried\([^)]*"(\w+)"\)', source))
     for either in re.findall(r'code = "(\w+)" if .* else "(\w+)"', source):
         codes |= set(either)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from heirline.adapters import stdio
 from heirline.adapters.stdio import MAX_LINE_BYTES, Session, serve
-from heirline.core.effects import Effect
+from heirline.core.effects import Effect, LogLevel
 from heirline.core.events import EVENT_TYPES, Event, Shutdown
 from heirline.core.timers import HEALTH, DeadlineTimer, RetryTimer, WatchdogTimer
 from heirline.core.wire import encode
@@ -157,6 +157,26 @@ def test_config_and_mapping_reach_the_engine() -> None:
     assert engine.config.lifecycle.watchdog_ms == 90_000
     assert engine.config.external_registry is True
     assert engine.mapping.lid_for("491511") == "777"
+
+
+def test_log_level_is_a_name_on_the_wire_and_off_builds_no_log_records() -> None:
+    session = Session()
+    hello = b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": "warning"}}}'
+    run(hello, session=session)
+    assert session.engine is not None
+    assert session.engine.config.log_level is LogLevel.WARNING
+    assert session.engine.config.lifecycle.log_level is LogLevel.WARNING
+    quiet, _ = run(b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": "off"}}}', START)
+    assert [e["type"] for e in quiet[1]["effects"]] == ["registered", "open_socket", "start_timer"]
+    for bad in (b'"verbose"', b"20", b'"DEBUG"', b"null"):
+        answers, _ = run(
+            b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": %s}}}' % bad
+        )
+        assert error(answers[0]) == (1, "bad_hello"), bad
+        expected = (
+            "hello.config.log_level: expected one of ['debug', 'info', 'warning', 'error', 'off']"
+        )
+        assert answers[0]["error"]["message"].startswith(expected), answers[0]
 
 
 def test_the_watchdog_can_be_turned_off_and_defaults_to_five_minutes() -> None:
