@@ -107,7 +107,10 @@ class ProtocolError(HeirlineError, ValueError):
 
 #: The sections of the hello's ``config`` object, each generated from one config dataclass.
 CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
-_ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the sections
+#: EngineConfig fields the hello does not take: ``lifecycle`` and ``health`` are built from
+#: the sections; ``journal`` records changes for ``Engine.take_changes()``, which nothing on
+#: the wire can call yet, so in a session they would only pile up.
+_ENGINE_SKIP: Final = frozenset({"lifecycle", "health", "journal"})
 #: Fields of a nested config offered at the top level of ``config``: the engine's watchdog
 #: (``LifecycleConfig.watchdog_ms``; ``null`` turns it off).
 LIFTED_FIELDS: Final[dict[str, type]] = {"watchdog_ms": LifecycleConfig}

@@ -12,15 +12,22 @@ from pathlib import Path
 
 from heirline.core import errors
 from heirline.core.health import HealthInputError
+from heirline.core.journal import JournalError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Error classes whose ``code`` the engine never answers with: ``WireError`` is raised by
-#: decoding (the server answers ``bad_event`` as an error line), and ``Rejection`` names its
-#: code per instance (found in the source below).
+#: decoding (the server answers ``bad_event`` as an error line), ``JournalError`` by
+#: ``Engine.restore()`` to its caller, and ``Rejection`` names its code per instance (found
+#: in the source below).
 NOT_ENGINE_CODES: frozenset[type[errors.HeirlineError]] = frozenset(
-    {errors.WireError, errors.Rejection}
+    {errors.WireError, JournalError, errors.Rejection}
 )
+
+#: Literal ``Rejection`` codes that never reach a ``rejected`` effect, and why.
+NOT_REJECTED: dict[str, str] = {
+    "account_exists": "raised by Engine.restore(), which turns it into a JournalError",
+}
 
 #: Codes the engine has but no wire host can meet, and why.
 UNREACHABLE_OVER_THE_WIRE: dict[str, str] = {
@@ -59,6 +66,7 @@ def engine_rejection_codes() -> set[str]:
     for either in re.findall(r'code = "(\w+)" if .* else "(\w+)"', source):
         codes |= set(either)
     assert HealthInputError in _error_classes()  # the walk reaches every module's errors
+    codes -= set(NOT_REJECTED)
     for cls in _error_classes():
         if cls is errors.HeirlineError or cls in NOT_ENGINE_CODES:
             continue

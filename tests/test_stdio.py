@@ -104,6 +104,7 @@ def test_protocol_1_is_refused_with_the_versions_spoken() -> None:
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"max_transmissions": 0}}}', "bad_hello"),
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"health_timer": 1}}}', "bad_hello"),
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": 0}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"journal": true}}}', "bad_hello"),
         (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": "5m"}}}', "bad_hello"),
         (
             b'{"hello": {"protocol": 2, "seed": 7, "config": {"backoff": {"factor": "x"}}}}',
