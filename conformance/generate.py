@@ -534,6 +534,7 @@ def rejections() -> Vector:
         ev.Stop(account="acct", generation=9),  # unknown_controller
         ev.Stop(account="nobody", generation=1),  # unknown_controller
         ev.SocketClosed(account="acct", generation=1, attempt=9, status=408),  # unknown_socket
+        ev.WatchdogSilence(account="acct", generation=1, attempt=1, silent_ms=-5),  # bad_silence
         ev.SocketOpened(account="acct", generation=1, attempt=1, pn="not a jid"),  # bad_identity
         ev.SocketOpened(account="acct", generation=1, attempt=1, pn=PN),  # invalid_transition
         ev.MappingLearned(pn=PN_BARE, lid=LID),  # accepted (the next line needs it)
