@@ -214,7 +214,6 @@ class Controllers(Replies):
         cache[raw] = (identity, keys, self._mapping_version)
 
     def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
-        identity, keys, fresh = self._parse(ev)
         ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current:
             # The socket raced a stop or a newer socket: close it rather than leak a session.
@@ -225,7 +224,9 @@ class Controllers(Replies):
             else:
                 why = f"is in {ctl.state.value}: that socket closed already"
             reason = f"stale socket: generation {ev.generation} {why}"
+            # Closed whatever identity it shows: a malformed one must not keep it open.
             return [CloseSocket(ev.account, ev.generation, ev.attempt, None, reason)]
+        identity, keys, fresh = self._parse(ev)
         out = ctl.opened(now)  # accepted from here on: nothing below refuses
         if fresh:
             self._remember(ev, identity, keys)
