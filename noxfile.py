@@ -54,6 +54,8 @@ def tests(session: nox.Session) -> None:
     others = [f"--deselect={test}" for test in ONCE]
     session.run(
         "pytest",
+        # xdist: one worker per CPU; CI's whole run must stay well under 15 minutes
+        "--numprocesses=auto",
         *(oldest if session.python == PYTHON else others),
         "-m",
         "not soak",
