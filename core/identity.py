@@ -231,7 +231,7 @@ def _joined(forms: Iterable[str]) -> str:
     return ", ".join(forms)
 
 
-#: The comparison keys of a *resolved* identity: (pn user, lid user, E.164), any ``None``.
+#: The comparison keys of a *resolved* identity: (pn user, lid user, E.164 digits), any ``None``.
 Keys = tuple[str | None, str | None, str | None]
 
 #: The keys of an identity with no form at all.
@@ -241,14 +241,14 @@ NO_KEYS: Final[Keys] = (None, None, None)
 def identity_keys(identity: SelfIdentity) -> Keys:
     """The comparison key of each form of ``identity`` (resolve it first).
 
-    JIDs compare on their user part within their domain, E.164 on the number.
+    JIDs compare on their user part within their domain, E.164 on the number's digits.
     """
-    pn, lid = identity.pn, identity.lid
-    return (
-        None if pn is None else pn.user,
-        None if lid is None else lid.user,
-        identity.e164,
-    )
+    pn, lid, e164 = identity.pn, identity.lid, identity.e164
+    if e164 is not None:
+        # The number without its "+". A validated identity's E.164 agrees with its PN, so
+        # with a PN present it is the PN's user: one shared string, not one more per account.
+        e164 = pn.user if pn is not None else e164[1:]
+    return (None if pn is None else pn.user, None if lid is None else lid.user, e164)
 
 
 # One cell per form: whether it is on neither side, one side, or both (equal / unequal).
