@@ -253,7 +253,14 @@ class ChannelTransport:
             return
         assert sock is not None
         assert writer is not None
-        frame = {"t": "send", "id": message_id, "chat": chat, "kind": kind, "payload": payload}
+        frame = {
+            "t": "send",
+            "id": message_id,
+            "chat": chat,
+            "kind": kind,
+            "payload": payload,
+            "generation": generation,  # the fencing token (docs/fleet.md)
+        }
         sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
         try:
             writer.write(orjson.dumps(frame) + b"\n")
