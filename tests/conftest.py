@@ -35,3 +35,31 @@ def pytest_report_header() -> str:
     current = settings()
     seed = "derandomized (fixed seed)" if current.derandomize else "random (see failure blob)"
     return f"hypothesis profile: {PROFILE}, max_examples={current.max_examples}, seed: {seed}"
+
+
+# ----------------------------------------------------------------------------- redis-server
+
+from collections.abc import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from redis_server import RedisServer, redis_binary  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` of this test process (each xdist worker has its own).
+
+    Skipped only where the binary is missing outside CI; in CI (``.ci/run`` installs it)
+    a missing binary fails.
+    """
+    binary = redis_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it: apt-get install)")
+        pytest.skip("redis-server is not installed: apt-get install redis-server")
+    server = RedisServer(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
