@@ -133,6 +133,19 @@ def bench_million(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def fleet(session: nox.Session) -> None:
+    """The long fleet chaos: 3 gateway processes, 200 accounts, one redis-server (bounded)."""
+    if shutil.which("redis-server") is None:
+        session.error("the fleet session needs redis-server: apt-get install redis-server")
+    _install(session, "[test,fleet]")
+    # -s: the run prints its counts (captured, delivered, lost, wrong identity, takeover)
+    session.run(
+        "pytest", "-m", "fleet", "-v", "-s", "tests/test_fleet_chaos.py", *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "ci", "HEIRLINE_FLEET_CHAOS": "1"},
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The long chaos soak over loopback (bounded in count and time)."""
     _install(session, "[test]")

@@ -100,7 +100,8 @@ class AccountGateway(AsyncGateway):
         self._member = member
         self._wake = asyncio.Event()
         self._grants: list[RegisterRequest] = []
-        self._steps: dict[int, asyncio.Future[bool]] = {}
+        # What the driver handles next: batches of events, each with a future or None.
+        self._batches: deque[tuple[tuple[Event, ...], asyncio.Future[bool] | None]] = deque()
         self._driver: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -134,44 +135,49 @@ class AccountGateway(AsyncGateway):
 
     def feed(self, event: Event) -> None:
         if self._accepting():
-            self._queue.append(event)
+            self._batches.append(((event,), None))
             self._wake.set()
 
-    def step(self, event: Event) -> asyncio.Future[bool]:
-        """Feed ``event``; the future is True once its step is journaled and carried out,
-        False if the engine refused it or the account was lost first."""
+    def step(self, *events: Event) -> asyncio.Future[bool]:
+        """Feed ``events`` as one step: handled one after the other, their changes
+        written to Redis in one script, then their effects carried out. The future is
+        True once that is done, False if the engine refused one of them or the
+        account was lost first (then nothing of the step is in Redis)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if not self._accepting():
             future.set_result(False)
-            return future
-        self._steps[id(event)] = future
-        self.feed(event)
+        else:
+            self._batches.append((events, future))
+            self._wake.set()
         return future
 
     async def _drive(self) -> None:
         while self._accepting():  # bounded by the account's tenure
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and self._accepting():
-                await self._one(self._queue.popleft())
+            while self._batches and self._accepting():
+                await self._one(*self._batches.popleft())
             self._changed()
-        for future in self._steps.values():
-            if not future.done():
+        for _, future in self._batches:
+            if future is not None and not future.done():
                 future.set_result(False)
-        self._steps.clear()
+        self._batches.clear()
 
-    async def _one(self, event: Event) -> None:
+    async def _one(self, events: tuple[Event, ...], future: asyncio.Future[bool] | None) -> None:
         now = self.now_ms()
-        effects = self.engine.handle(event, now)
+        effects = [e for event in events for e in self.engine.handle(event, now)]
         changes = self.engine.take_changes()
         if not changes.empty and not await self._write(changes):
+            if future is not None and not future.done():
+                future.set_result(False)
             return
         if not self.holding():
             self.lose("lease expired by this process's clock")
+            if future is not None and not future.done():
+                future.set_result(False)
             return
         for effect in effects:
             self._carry_out(effect, now)
-        future = self._steps.pop(id(event), None)
         if future is not None and not future.done():
             future.set_result(not any(isinstance(e, Rejected) for e in effects))
         grants, self._grants = self._grants, []
@@ -226,7 +232,7 @@ class AccountGateway(AsyncGateway):
         if self.lost is not None:
             return
         self.lost = reason
-        self._queue.clear()
+        self._batches.clear()
         self._wake.set()
         now = self.now_ms()
         for effect in self.engine.release(self.account, reason):
@@ -236,7 +242,7 @@ class AccountGateway(AsyncGateway):
     def abandon(self, reason: str) -> None:
         """Stop without releasing anything, as a killed process would (for tests)."""
         self.lost = reason
-        self._queue.clear()
+        self._batches.clear()
         self._wake.set()
 
     async def aclose(self, reason: str = "gateway shutdown") -> None:
@@ -324,14 +330,20 @@ class FleetMember:
             reply_id=reply_id, account=account, generation=generation, chat=chat,
             message_id=reply_id,
         )  # fmt: skip
-        if not await gw.step(captured):
-            return False
-        gw.feed(ReplyReady(reply_id=reply_id, payload=payload))
-        return True
+        # one step: the reply is in Redis with its content, or not at all
+        return await gw.step(captured, ReplyReady(reply_id=reply_id, payload=payload))
 
     def serving(self) -> tuple[str, ...]:
-        """Accounts whose current generation is registered here, sorted."""
-        return tuple(sorted(a for a, gw in self.gateways.items() if a in gw.current))
+        """Accounts whose current generation is registered here and has an open socket (a
+        reply answers a message that arrived on one), sorted."""
+        return tuple(
+            sorted(
+                account
+                for account, gw in self.gateways.items()
+                if gw.current.get(account) is not None
+                and (gw.current_socket(account) or (None,))[0] == gw.current[account]
+            )
+        )
 
     def on_outcome(self, account: str, outcome: ReplyOutcome) -> None:
         self.outcomes[outcome.reply_id] = outcome
@@ -347,8 +359,7 @@ class FleetMember:
 
     async def _renewing(self) -> None:
         while not self._stopping:  # bounded by the member's life
-            held = list(self.gateways.items())
-            await asyncio.gather(*(self._renew(a, gw) for a, gw in held))
+            await self._renew_all()
             await asyncio.sleep(self.config.renew_ms / 1000)
 
     async def _scanning(self) -> None:
@@ -356,40 +367,58 @@ class FleetMember:
             await self._scan()
             await asyncio.sleep(self.config.scan_ms / 1000)
 
-    async def _renew(self, account: str, gw: AccountGateway) -> None:
+    async def _renew_all(self) -> None:
+        """Renew every lease held, in one round trip; lose those refused or run out."""
         loop = asyncio.get_running_loop()
+        held = list(self.gateways.items())
         sent = loop.time()
         try:
-            held = await self.store.renew(account, self.owner, self.config.ttl_ms)
+            answers = await self.store.renew_many(
+                [a for a, _ in held], self.owner, self.config.ttl_ms
+            )
         except RedisError as err:
-            if not gw.holding():
-                gw.lose(f"lease expired: Redis unreachable ({err!r})")
+            for _, gw in held:
+                if not gw.holding():
+                    gw.lose(f"lease expired: Redis unreachable ({err!r})")
             return
-        if not held:
-            gw.lose("lease renewal refused: another owner holds it, or it expired")
-        elif gw.lost is None:
-            gw.valid_until = max(gw.valid_until, sent + self._tenure())
+        if held:
             self.renewals.append((loop.time() - sent) * 1000)
+        for (_, gw), renewed in zip(held, answers, strict=True):
+            if not renewed:
+                gw.lose("lease renewal refused: another owner holds it, or it expired")
+            elif gw.lost is None:
+                gw.valid_until = max(gw.valid_until, sent + self._tenure())
 
     def _tenure(self) -> float:
         """Seconds a lease counts as ours after the command that set it was sent."""
         return self.config.ttl_ms * (1 - self.config.margin) / 1000
 
     async def _scan(self) -> None:
+        """Take free accounts up to ``max_accounts``: one round trip finds the unleased ones,
+        then each is taken (``SET NX``) and adopted, the adoptions side by side."""
         limit = self.config.max_accounts
-        free = [a for a in self.accounts if a not in self.gateways and a not in self.refused]
+        room = len(self.accounts) if limit is None else limit - len(self.gateways)
+        mine = [a for a in self.accounts if a not in self.gateways and a not in self.refused]
+        if room <= 0 or not mine:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            free = await self.store.unleased(mine)
+        except RedisError as err:
+            _log.warning("cannot reach Redis to look for accounts: %r", err)
+            return
         self._rng.shuffle(free)
-        for account in free:
-            if self._stopping or (limit is not None and len(self.gateways) >= limit):
-                return
-            sent = asyncio.get_running_loop().time()
+        adoptions = []
+        for account in free[:room]:
+            sent = loop.time()
             try:
                 acquired = await self.store.acquire(account, self.owner, self.config.ttl_ms)
             except RedisError as err:
                 _log.warning("cannot reach Redis to acquire %s: %r", account, err)
-                return
+                break
             if acquired:
-                await self._adopt(account, sent)
+                adoptions.append(self._adopt(account, sent))
+        await asyncio.gather(*adoptions)
 
     async def _adopt(self, account: str, sent: float) -> None:
         try:

@@ -154,6 +154,26 @@ class FleetStore:
         """Extend the lease by ``ttl_ms`` if ``owner`` still holds it."""
         return bool(await self._renew(keys=[keys(account)[0]], args=[owner, ttl_ms]))
 
+    async def renew_many(self, accounts: list[str], owner: str, ttl_ms: int) -> list[bool]:
+        """:meth:`renew` for many accounts in one round trip (a pipeline, not a transaction:
+        each renewal is its own single-slot script)."""
+        if not accounts:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                await self._renew(keys=[keys(account)[0]], args=[owner, ttl_ms], client=pipe)
+            return [bool(held) for held in await pipe.execute()]
+
+    async def unleased(self, accounts: list[str]) -> list[str]:
+        """Those of ``accounts`` nobody holds a lease on right now (one round trip)."""
+        if not accounts:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for account in accounts:
+                pipe.exists(keys(account)[0])
+            found = await pipe.execute()
+        return [account for account, held in zip(accounts, found, strict=True) if not held]
+
     async def release(self, account: str, owner: str) -> bool:
         """Give the lease up if ``owner`` holds it."""
         return bool(await self._release(keys=[keys(account)[0]], args=[owner]))
