@@ -63,6 +63,8 @@ class ChaosReport:
     kills: int = 0
     stops: int = 0
     takeovers_ms: list[float] = field(default_factory=list)
+    #: Accounts a killed or stopped process held that no other process took afterwards.
+    never_taken: int = 0
     errors: list[str] = field(default_factory=list)
     #: Replies that ended other than delivered, with the outcome a worker reported.
     not_delivered: dict[str, str] = field(default_factory=dict)
@@ -84,6 +86,7 @@ class ChaosReport:
             f"{len(self.outcomes_reported_twice)}, wrong identity {len(self.wrong_identity)}, "
             f"cross-identity {self.cross_identity}, resends deduplicated by the receiver "
             f"{self.resends_deduplicated}, stale-token sends refused {self.fenced}; "
+            f"never taken over {self.never_taken}; "
             f"takeover {len(self.takeovers_ms)}x p50 {median:.0f} ms "
             f"p99 {self.percentile(0.99):.0f} ms (TTL {self.size.ttl_ms} ms)"
         )
@@ -188,14 +191,18 @@ class _Chaos:
 
     pending: list[tuple[set[str], float, int]]
 
-    def takeovers(self) -> list[float]:
-        out = []
+    def takeovers(self) -> tuple[list[float], int]:
+        """Per account a dead or stopped process held: ms until another process took it;
+        and how many nobody took."""
+        out, never = [], 0
         for held, at, pid in self.pending:
             for account in held:
                 later = [t for t, a, p in self.acquired if a == account and p != pid and t >= at]
                 if later:
                     out.append((min(later) - at) * 1000)
-        return out
+                else:
+                    never += 1
+        return out, never
 
     async def open_replies(self, client: aioredis.Redis) -> int:
         total = 0
@@ -312,7 +319,7 @@ async def _stop_all(chaos: _Chaos) -> None:
 def _judge(chaos: _Chaos, server: ChannelServer, ended: dict[str, str]) -> None:
     report = chaos.report
     report.captured = len(chaos.captured)
-    report.takeovers_ms = chaos.takeovers()
+    report.takeovers_ms, report.never_taken = chaos.takeovers()
     for reply_id in chaos.captured:
         state = ended.get(reply_id)
         if state is None:
