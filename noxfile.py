@@ -42,7 +42,7 @@ def tests(session: nox.Session) -> None:
     """The suite on each CPython; on the oldest also coverage >= 90 % and the explorer."""
     # neonize: tests/test_neonize.py runs the adapter against neonize's own client. It skips
     # itself where the extra is missing; here that would be a false green, so import it first.
-    _install(session, "[test,neonize]")
+    _install(session, "[test,neonize,cli]")
     session.run("python", "-c", "import heirline.adapters.neonize")
     oldest = [
         "--cov=heirline.core",

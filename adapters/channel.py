@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
+from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.adapters.transport import DEFAULT_MAX_LINE_BYTES
 
 __all__ = [
@@ -619,8 +618,8 @@ class ChannelServer:
             if not line.strip() or conn.silent:
                 continue  # a half-open connection: what the client sends never arrives
             try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                frame = loads(line)
+            except JsonError:
                 await self._send_error(conn, "frame is not JSON")
                 continue
             if not isinstance(frame, dict):
@@ -754,4 +753,4 @@ class ChannelServer:
 
 
 def _frame(obj: dict[str, Any]) -> bytes:
-    return orjson.dumps(obj) + b"\n"
+    return dumps_line(obj)

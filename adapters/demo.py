@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from io import TextIOBase
 from typing import Any, TextIO, cast
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -46,6 +45,7 @@ from heirline.adapters.fake import (
     TimelineEntry,
     Until,
 )
+from heirline.adapters.jsonio import dumps_pretty
 from heirline.core.engine import EngineConfig
 from heirline.core.events import HealthCheck, ReplyCaptured, ReplyReady, Start
 from heirline.core.health import HealthConfig
@@ -431,7 +431,7 @@ def run_demo(
             "speed": options.speed,
             "acts": [act.to_json() for act in acts],
         }
-        out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        out.write(dumps_pretty(doc) + "\n")
         return 0 if ok else 1
     console = Console(
         file=out,

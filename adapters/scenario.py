@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -44,6 +43,7 @@ from heirline.adapters.fake import (
     TimelineEntry,
     Until,
 )
+from heirline.adapters.jsonio import dumps_pretty
 from heirline.core.backoff import BackoffConfig
 from heirline.core.engine import EngineConfig
 from heirline.core.errors import HeirlineError, JidError, MappingConflictError
@@ -1034,7 +1034,7 @@ def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -
     else:
         result = run_fake(sc, seed=seed)
     if getattr(args, "json", False):
-        out.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        out.write(dumps_pretty(result.to_json()) + "\n")
     else:
         color = not getattr(args, "no_color", False)
         console = Console(

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-import orjson
-
+from heirline.adapters.jsonio import dumps_pretty
 from heirline.adapters.stdio import (
     CLOCKS,
     ERROR_CODES,
@@ -176,7 +175,7 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
 
 def render(schema: dict[str, JsonValue]) -> bytes:
     """The checked-in text of one schema."""
-    return orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n"
+    return (dumps_pretty(schema) + "\n").encode("utf-8")
 
 
 def write_all(protocol_dir: Path) -> list[Path]:

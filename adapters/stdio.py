@@ -30,8 +30,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
-import orjson
-
+from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.core import __version__
 from heirline.core.backoff import BackoffConfig
 from heirline.core.effects import Effect, Rejected
@@ -272,7 +271,7 @@ class Session:
         # An error line must always go out: a message that is not valid UTF-8 is escaped.
         text = message.encode("utf-8", "backslashreplace").decode("utf-8")
         body = {"id": rid, "error": {"line": self.lines, "code": code, "message": text}}
-        return orjson.dumps(body) + b"\n"
+        return dumps_line(body)
 
     def too_long(self, length: int) -> bytes:
         """Count one oversized line (``length`` bytes at least) and answer it."""
@@ -309,8 +308,8 @@ class Session:
 
     def _feed(self, line: bytes) -> bytes:
         try:
-            msg = orjson.loads(line)
-        except orjson.JSONDecodeError as err:
+            msg = loads(line)
+        except JsonError as err:
             if not line.strip():
                 return self._error(None, "empty_line", "empty line")
             return self._error(None, "not_json", f"not JSON: {err}")
@@ -364,7 +363,7 @@ class Session:
         self.clock = clock
         self._origin = self._monotonic_ms()
         answer = {"hello": {"protocol": PROTOCOL, "heirline": version(), "clock": clock}}
-        return orjson.dumps(answer) + b"\n"
+        return dumps_line(answer)
 
     def _event(self, msg: dict[str, object], engine: Engine) -> bytes:
         if len(msg) > 3 or not ENVELOPE_KEYS.issuperset(msg):
@@ -430,7 +429,7 @@ class Session:
         body: dict[str, object] = {"id": rid, "effects": [encode(e) for e in effects]}
         if self.clock == "monotonic":
             body["now"] = now
-        return orjson.dumps(body) + b"\n"
+        return dumps_line(body)
 
 
 def _is_int(value: object) -> bool:
@@ -439,7 +438,6 @@ def _is_int(value: object) -> bool:
 
 
 def _expected_int(value: object, which: str = "an") -> str:
-    # orjson reads an integer beyond 64 bits as a float: name the range for both.
     if (type(value) is int or type(value) is float) and abs(value) > MAX_WIRE_INT:
         return f"number {value!r} is outside +-{MAX_WIRE_INT} (2**53-1)"
     return f"expected {which} integer, got {value!r}"
@@ -452,8 +450,8 @@ def _valid_id(value: object) -> bool:
 def _peek_id(line: bytes) -> object:
     """The line's ``id`` if it is a JSON object with a usable one, else None (never raises)."""
     try:
-        msg = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        msg = loads(line)
+    except JsonError:
         return None
     rid = msg.get("id") if type(msg) is dict else None
     return rid if _valid_id(rid) else None

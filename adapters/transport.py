@@ -48,8 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import orjson
-
+from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.core.engine import EngineConfig
 from heirline.core.policy import Status
 
@@ -256,7 +255,7 @@ class ChannelTransport:
         frame = {"t": "send", "id": message_id, "chat": chat, "kind": kind, "payload": payload}
         sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
         try:
-            writer.write(orjson.dumps(frame) + b"\n")
+            writer.write(dumps_line(frame))
             await asyncio.wait_for(writer.drain(), self._write_timeout)
         except (OSError, TimeoutError) as exc:
             self._fail_one(sock, message_id, f"write failed: {exc!r}")
@@ -319,7 +318,7 @@ class ChannelTransport:
             return sock.close_status
         login = {"t": "login", "account": sock.account, "generation": sock.generation}
         try:
-            writer.write(orjson.dumps(login) + b"\n")
+            writer.write(dumps_line(login))
             first = await asyncio.wait_for(self._read_frame(reader), self._login_timeout)
         except TimeoutError:
             return STATUS_TIMED_OUT
@@ -392,8 +391,8 @@ class ChannelTransport:
             if not line:
                 return None
             try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                frame = loads(line)
+            except JsonError:
                 _log.warning("ignored non-JSON line from server")
                 continue
             if isinstance(frame, dict):

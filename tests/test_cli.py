@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
-import orjson
 import pytest
 
 from heirline.adapters import cli
@@ -14,7 +14,7 @@ from heirline.adapters import cli
 
 def test_demo_json_on_loopback_keeps_every_promise(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", "--json", "--speed", "40"]) == 0
-    doc = orjson.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is True
     assert doc["seed"] == 73
     incident, relink = doc["acts"]
@@ -144,7 +144,7 @@ def test_run_checks_an_example_scenario_and_reports_its_outcome(
 
     example = Path(__file__).resolve().parents[1] / "examples" / "relink.toml"
     assert cli.main(["run", str(example), "--json"]) == 0
-    report = orjson.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
     assert [(r["reply_id"], r["outcome"]) for r in report["replies"]] == [("r1", "refused")]
     assert report["transmissions"] == 0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import io
-
-import orjson
+import json
 
 from heirline.adapters.aio import LOOP_RESOLUTION_MS
 from heirline.adapters.channel import Ledger
@@ -45,7 +44,7 @@ def test_text_output_shows_the_timeline_summary_and_verdict() -> None:
 def test_json_output_is_per_act_with_replies_and_ledger() -> None:
     out = io.StringIO()
     assert run_demo(DemoOptions(json=True), out=out, runner=_fake_runner) == 0
-    doc = orjson.loads(out.getvalue())
+    doc = json.loads(out.getvalue())
     assert doc["ok"] is True
     incident, relink = doc["acts"]
     assert incident["replies"] == [
@@ -73,7 +72,7 @@ def test_a_broken_promise_exits_1() -> None:
 
     out = io.StringIO()
     assert run_demo(DemoOptions(json=True), out=out, runner=broken) == 1
-    doc = orjson.loads(out.getvalue())
+    doc = json.loads(out.getvalue())
     assert doc["ok"] is False
     assert {c["name"]: c["ok"] for c in doc["acts"][0]["checks"]} == {
         "reply refused": False,
