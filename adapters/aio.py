@@ -26,7 +26,8 @@ import math
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, Self
 
-from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
+from heirline.adapters.gateway import GatewayBase
+from heirline.adapters.script import At, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.effects import Transmit
 from heirline.core.engine import EngineConfig
