@@ -21,25 +21,23 @@ engine broke).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
+from heirline.adapters.config import CONFIG, SECTIONS
+from heirline.adapters.config import build_config as shared_build_config
 from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.core import __version__
-from heirline.core.backoff import BackoffConfig
+from heirline.core.codec import Describe, Record, SchemaNote, shape_of
 from heirline.core.effects import Effect, Rejected
 from heirline.core.engine import Engine, EngineConfig
-from heirline.core.errors import HeirlineError, WireError
+from heirline.core.errors import HeirlineError, ValidationError, WireError
 from heirline.core.events import EVENT_TYPES, Event
-from heirline.core.health import HealthConfig
 from heirline.core.identity import LidMapping
-from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
 PROTOCOL: Final = 2
@@ -55,7 +53,6 @@ CLOCKS: Final = ("host", "monotonic")
 """Clock modes: the host passes ``now`` on every line, or the server stamps ms since the hello."""
 
 ENVELOPE_KEYS: Final = frozenset({"id", "now", "event"})
-HELLO_KEYS: Final = frozenset({"protocol", "seed", "clock", "config", "mapping"})
 
 _EVENT_TAGS: Final = frozenset(cls.type for cls in EVENT_TYPES)
 _CHUNK: Final = 1 << 16
@@ -96,145 +93,60 @@ class ProtocolError(HeirlineError, ValueError):
 # ------------------------------------------------------------------ config
 
 
-#: The sections of the hello's ``config`` object, each generated from one config dataclass.
-CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
-_ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the sections
+#: The sections of the hello's ``config`` object (see :mod:`heirline.adapters.config`).
+CONFIG_SECTIONS: Final = SECTIONS
 
 
-def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
-    """JSON type names of a config field annotation, and whether it is a list of strings."""
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    names: list[str] = []
-    is_list = False
-    for arg in args:
-        origin = typing.get_origin(arg) or arg
-        if arg is type(None):
-            names.append("null")
-        elif origin is bool:
-            names.append("boolean")
-        elif origin is int:
-            names.append("integer")
-        elif origin is float:
-            names.append("number")
-        elif origin in (frozenset, tuple, list):
-            names.append("array")
-            is_list = True
-        else:  # pragma: no cover - a new config field type needs a JSON form first
-            raise TypeError(f"no JSON form for config type {hint!r}")
-    return tuple(names), is_list
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The session's parameters."""
+
+    protocol: Annotated[int, SchemaNote({"enum": sorted(SUPPORTED_PROTOCOLS)})]
+    seed: Annotated[int, Describe("seeds the engine's jitter")]
+    clock: Annotated[Literal["host", "monotonic"], Describe("default host")] = "host"
+    config: EngineConfig | None = None
+    mapping: Annotated[
+        tuple[tuple[str, str], ...] | None,
+        Describe("initial PN<->LID pairs [pn, lid] (users or JIDs)"),
+    ] = None
 
 
-def _config_fields(cls: type) -> list[tuple[str, tuple[str, ...], bool]]:
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if cls is EngineConfig and f.name in _ENGINE_SKIP:
-            continue
-        kinds, is_list = _json_kinds(hints[f.name])
-        out.append((f.name, kinds, is_list))
-    return out
-
-
-def _section_schema(cls: type) -> dict[str, JsonValue]:
-    props: dict[str, JsonValue] = {}
-    for name, kinds, is_list in _config_fields(cls):
-        prop: dict[str, JsonValue] = {"type": kinds[0] if len(kinds) == 1 else list(kinds)}
-        if is_list:
-            prop["items"] = {"type": "string"}
-        props[name] = prop
-    return {
-        "type": "object",
-        "description": (cls.__doc__ or "").strip().splitlines()[0],
-        "properties": props,
-        "additionalProperties": False,
-    }
+#: The shape of the hello (the engine configuration is :data:`heirline.adapters.config.CONFIG`).
+HELLO: Final = Record.of(Hello, hooks={EngineConfig: CONFIG})
+HELLO_KEYS: Final = frozenset(HELLO.by_name)
+_PAIRS: Final = shape_of(tuple[tuple[str, str], ...])
 
 
 def config_schema() -> dict[str, JsonValue]:
     """The JSON Schema of the hello's ``config``, generated from the config dataclasses."""
-    schema = _section_schema(EngineConfig)
-    props = schema["properties"]
-    assert isinstance(props, dict)
-    for section, cls in CONFIG_SECTIONS.items():
-        props[section] = _section_schema(cls)
-    return schema
+    return CONFIG.schema()
 
 
-def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
-    if value is None:
-        return "null" in kinds
-    if isinstance(value, bool):
-        return "boolean" in kinds
-    if isinstance(value, int):
-        return ("integer" in kinds or "number" in kinds) and abs(value) <= MAX_WIRE_INT
-    if isinstance(value, float):
-        return "number" in kinds
-    if isinstance(value, list):
-        return "array" in kinds and all(isinstance(v, str) for v in value)
-    return False
-
-
-def _build(cls: type, data: object, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_hello", f"{where}: expected an object")
-    table = {name: (kinds, is_list) for name, kinds, is_list in _config_fields(cls)}
-    unknown = sorted(
-        set(data) - set(table) - (set(CONFIG_SECTIONS) if cls is EngineConfig else set())
-    )
-    if unknown:
-        raise ProtocolError(
-            "bad_hello",
-            f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(table)})",
-        )
-    kwargs: dict[str, object] = {}
-    for name, (kinds, is_list) in table.items():
-        if name not in data:
-            continue
-        value = data[name]
-        if not _json_type_ok(value, kinds):
-            what = (
-                _expected_int(value)
-                if type(value) is int
-                else f"expected {' or '.join(kinds)}, got {value!r}"
-            )
-            raise ProtocolError("bad_hello", f"{where}.{name}: {what}")
-        if is_list:
-            value = frozenset(value)
-        elif type(value) is int and "number" in kinds:
-            value = float(value)  # JSON has one number type; the dataclass wants a float
-        kwargs[name] = value
-    return cls(**kwargs)
+def _bad_hello(exc: ValidationError, *root: str) -> ProtocolError:
+    exc.path[:0] = root
+    return ProtocolError("bad_hello", str(exc))
 
 
 def build_config(data: object) -> EngineConfig:
     """The engine configuration a hello's ``config`` object asks for (absent fields: defaults)."""
     if data is None:
         return EngineConfig()
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_hello", "hello.config: expected an object")
     try:
-        health = _build(HealthConfig, data.get("health", {}), "hello.config.health")
-        backoff = _build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
-        engine_fields = {k: v for k, v in data.items() if k not in CONFIG_SECTIONS}
-        base = _build(EngineConfig, engine_fields, "hello.config")
-        assert isinstance(base, EngineConfig)
-        return dataclasses.replace(base, health=health, lifecycle=LifecycleConfig(backoff=backoff))
-    except ProtocolError:
-        raise
-    except HeirlineError as err:  # ConfigError from a dataclass's own validation
-        raise ProtocolError("bad_hello", f"hello.config: {err}") from err
+        return shared_build_config(data)
+    except ValidationError as exc:
+        raise _bad_hello(exc, "hello", "config") from None
 
 
 def build_mapping(data: object) -> LidMapping:
     """The initial PN<->LID mapping of a hello: a list of ``[pn, lid]`` pairs (users or JIDs)."""
     if data is None:
         return LidMapping.empty()
-    if not isinstance(data, list) or not all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in data
-    ):
-        raise ProtocolError("bad_hello", "hello.mapping: expected a list of [pn, lid] string pairs")
     try:
-        return LidMapping.from_pairs((p[0], p[1]) for p in data)
+        pairs = _PAIRS.decode(data)
+        assert isinstance(pairs, tuple)
+        return LidMapping.from_pairs(pairs)
+    except ValidationError as exc:
+        raise _bad_hello(exc, "hello", "mapping") from None
     except HeirlineError as err:
         raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
 
@@ -333,32 +245,30 @@ class Session:
         if set(msg) != {"hello"}:
             extra = ", ".join(sorted(set(msg) - {"hello"}))
             raise ProtocolError("bad_hello", f"unknown field(s) next to hello: {extra}")
-        hello = msg["hello"]
-        if not isinstance(hello, dict):
-            raise ProtocolError("bad_hello", f"hello: expected an object, got {_kind(hello)}")
-        unknown = sorted(set(hello) - HELLO_KEYS)
-        if unknown:
-            raise ProtocolError("bad_hello", f"hello: unknown field(s) {', '.join(unknown)}")
-        proto = hello.get("protocol")
-        if not _is_int(proto):
-            raise ProtocolError("bad_hello", f"hello.protocol: {_expected_int(proto)}")
-        if proto not in SUPPORTED_PROTOCOLS:
+        raw = msg["hello"]
+        proto = raw.get("protocol") if isinstance(raw, dict) else None
+        if _is_int(proto) and proto not in SUPPORTED_PROTOCOLS:  # before anything else in it
             raise ProtocolError(
                 "unsupported_protocol",
                 f"protocol {proto} is not supported (supported: {sorted(SUPPORTED_PROTOCOLS)})",
             )
-        seed = hello.get("seed")
-        if not _is_int(seed):
-            raise ProtocolError("bad_hello", f"hello.seed: {_expected_int(seed)}")
-        clock = hello.get("clock", "host")
-        if clock not in CLOCKS:
+        try:
+            hello = HELLO.decode(raw)
+        except ValidationError as exc:
+            raise _bad_hello(exc, "hello") from None
+        assert isinstance(hello, Hello)
+        if hello.protocol not in SUPPORTED_PROTOCOLS:
             raise ProtocolError(
-                "bad_hello", f"hello.clock: expected one of {CLOCKS}, got {clock!r}"
+                "unsupported_protocol",
+                f"protocol {hello.protocol} is not supported "
+                f"(supported: {sorted(SUPPORTED_PROTOCOLS)})",
             )
-        config = build_config(hello.get("config"))
-        mapping = build_mapping(hello.get("mapping"))
-        assert isinstance(seed, int)
-        assert isinstance(clock, str)
+        config = hello.config or EngineConfig()
+        try:
+            mapping = LidMapping.from_pairs(hello.mapping or ())
+        except HeirlineError as err:
+            raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
+        seed, clock = hello.seed, hello.clock
         self.engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
         self.clock = clock
         self._origin = self._monotonic_ms()

@@ -42,6 +42,7 @@ __all__ = [
     "Describe",
     "Field",
     "Record",
+    "SchemaNote",
     "Shape",
     "ValidationError",
     "shape_of",
@@ -68,6 +69,14 @@ class Describe:
     """``Annotated`` metadata: the field's description in the generated schema."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # eq=False: hashable, as Annotated needs
+class SchemaNote:
+    """``Annotated`` metadata: keywords added to the field's generated schema (a schema
+    may promise more than the decoder checks, e.g. the protocol versions a server speaks)."""
+
+    keywords: Mapping[str, object]
 
 
 def _wrong(expected: str, value: object) -> ValidationError:
@@ -383,12 +392,13 @@ class Custom(Shape):
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One field of a :class:`Record`: its name, shape, whether it must be given."""
+    """One field of a :class:`Record`: its name, shape, whether it must be given, and what
+    its schema says besides its shape (a description, more keywords)."""
 
     name: str
     shape: Shape
     required: bool
-    description: str | None = None
+    notes: Mapping[str, object] | None = None
 
 
 class Record(Shape):
@@ -442,7 +452,7 @@ class Record(Shape):
                 continue
             shape = shape_of(hints[f.name], hooks=hooks, false_is_null=false_is_null)
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            fields.append(Field(f.name, shape, required, _description(hints[f.name])))
+            fields.append(Field(f.name, shape, required, _notes(hints[f.name])))
         doc = (dataclass_.__doc__ or "").strip()
         first = doc.splitlines()[0] if doc and not doc.startswith(dataclass_.__name__ + "(") else ""
         return cls(fields, dataclass_, title=dataclass_.__name__, description=first, tag=tag)
@@ -490,8 +500,8 @@ class Record(Shape):
             required.append(self.tag[0])
         for f in self.fields:
             prop = f.shape.schema()
-            if f.description:
-                prop = {**prop, "description": f.description}
+            if f.notes:
+                prop = {**prop, **f.notes}
             props[f.name] = prop
             if f.required:
                 required.append(f.name)
@@ -502,12 +512,17 @@ class Record(Shape):
         return out
 
 
-def _description(hint: object) -> str | None:
-    if typing.get_origin(hint) is typing.Annotated:
-        for meta in typing.get_args(hint)[1:]:
-            if isinstance(meta, Describe):
-                return meta.text
-    return None
+def _notes(hint: object) -> dict[str, object] | None:
+    """What ``Annotated`` metadata adds to a field's schema."""
+    if typing.get_origin(hint) is not typing.Annotated:
+        return None
+    notes: dict[str, object] = {}
+    for meta in typing.get_args(hint)[1:]:
+        if isinstance(meta, Describe):
+            notes["description"] = meta.text
+        elif isinstance(meta, SchemaNote):
+            notes.update(meta.keywords)
+    return notes or None
 
 
 _SEQUENCES: Final[dict[object, Callable[[list[object]], object]]] = {
