@@ -4,39 +4,27 @@ One JSON object per line in, exactly one JSON object per line out, in order
 (see ``docs/protocol.md``; the schemas are in ``docs/protocol/``):
 
 * the host's first line is the handshake
-  ``{"hello": {"protocol": 1, "seed": 7, "clock": "host", "config": {...}, "mapping": [...]}}``
-  and the answer is ``{"hello": {"protocol": 1, "heirline": "<version>", "clock": "host"}}``;
+  ``{"hello": {"protocol": 2, "seed": 7, "clock": "host", "config": {...}, "mapping": [...]}}``
+  and the answer is ``{"hello": {"protocol": 2, "heirline": "<version>", "clock": "host"}}``;
 * every later line is ``{"id": <int|string, optional>, "now": <ms>, "event": {...}}`` and the
   answer is ``{"id": ..., "effects": [...]}`` -- or, for a line that cannot be used,
-  ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``.
+  ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``;
+* at EOF, unless the host shut the engine down itself (a ``shutdown`` event), the server
+  shuts it down (``Shutdown(reason="end of input")``) and writes one last line,
+  ``{"id": null, "shutdown": true, "effects": [...]}``: every open reply's outcome.
 
 Bad input never ends the session and never touches the engine's state: any
 JSON value in any position gets an error line, never an exception. Only if the
 engine itself raises (a bug) does the session stop serving: it answers that line
 ``internal_error`` and every later one ``engine_broken``, since the engine may be
-half-updated. EOF ends it: a one-line summary on stderr, exit status 0 (1 if the
-engine broke).
+half-updated. EOF ends it: the last line above, a one-line summary on stderr, exit
+status 0 (1 if the engine broke).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
-from heirline.adapters.config import CONFIG, SECTIONS
-from heirline.adapters.config import build_config as shared_build_config
-from heirline.adapters.jsonio import JsonError, dumps_line, loads
-from heirline.core import __version__
-from heirline.core.codec import Describe, Record, SchemaNote, shape_of
-from heirline.core.effects import Effect, Rejected
-from heirline.core.engine import Engine, EngineConfig
-from heirline.core.errors import HeirlineError, ValidationError, WireError
-from heirline.core.events import EVENT_TYPES, Event
 from heirline.core.identity import LidMapping
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
@@ -45,6 +33,10 @@ PROTOCOL: Final = 2
 
 SUPPORTED_PROTOCOLS: Final = frozenset({2})
 """Every protocol version a host may ask for in its hello."""
+
+END_OF_INPUT: Final = "end of input"
+"""The reason of the shutdown the server feeds at EOF (replies fail with "end of input before
+the reply was sent", or end ``unknown`` if I/O may have started)."""
 
 MAX_LINE_BYTES: Final = 1 << 20
 """The longest input line accepted (1 MiB, newline excluded); longer ones get ``line_too_long``."""
@@ -103,7 +95,7 @@ class Hello:
 
     protocol: Annotated[int, SchemaNote({"enum": sorted(SUPPORTED_PROTOCOLS)})]
     seed: Annotated[int, Describe("seeds the engine's jitter")]
-    clock: Annotated[Literal["host", "monotonic"], Describe("default host")] = "host"
+    clock: Annotated[Literal[host, monotonic], Describe("default host")] = "host"
     config: EngineConfig | None = None
     mapping: Annotated[
         tuple[tuple[str, str], ...] | None,
@@ -232,7 +224,8 @@ class Session:
                 return self._hello(msg)
             if self.engine is None:
                 raise ProtocolError(
-                    "hello_required", 'the first line must be {"hello": {"protocol": 1, ...}}'
+                    "hello_required",
+                    f'the first line must be {{"hello": {{"protocol": {PROTOCOL}, "seed": ...}}}}',
                 )
             return self._event(msg, self.engine)
         except ProtocolError as err:
@@ -341,6 +334,41 @@ class Session:
             body["now"] = now
         return dumps_line(body)
 
+    # ---------------------------------------------------------------- end
+
+    def end(self) -> bytes:
+        """End of input: shut the engine down and return the last line, or ``b""``.
+
+        Unless there is no engine (no valid hello), the host already shut it down (a
+        ``shutdown`` event), or it broke, the engine gets ``Shutdown("end of input")``
+        at the last accepted ``now`` (with ``clock: monotonic``, the server's time) and
+        the line ``{"id": null, "shutdown": true, "effects": [...]}`` tells the host how
+        every open reply ended. Never raises; an engine that raises here breaks the
+        session and the line carries an ``internal_error`` instead of effects.
+        """
+        engine = self.engine
+        if engine is None or self.broken is not None or engine.shut_down:
+            return b""
+        last = self._last_now if self._last_now is not None else 0
+        now = last
+        if self.clock == "monotonic":
+            now = max(last, self._monotonic_ms() - self._origin)
+        try:
+            effects = engine.handle(Shutdown(reason=END_OF_INPUT), now)
+            body: dict[str, object] = {
+                "id": None,
+                "shutdown": True,
+                "effects": [encode(e) for e in effects],
+            }
+            if self.clock == "monotonic":
+                body["now"] = now
+            return dumps_line(body)
+        except Exception as err:  # a bug: say so on the last line, and exit 1
+            self.broken = f"the engine failed at the end of input ({_describe(err)})"
+            self.errors += 1
+            error = {"line": self.lines + 1, "code": "internal_error", "message": self.broken}
+            return dumps_line({"id": None, "shutdown": True, "error": error})
+
 
 def _is_int(value: object) -> bool:
     """An integer every binding holds exactly (not a boolean; within +-MAX_WIRE_INT)."""
@@ -424,8 +452,10 @@ def serve(
 ) -> int:
     """Run one session until EOF on ``stdin``; return the exit status.
 
-    0 on a clean EOF; 1 if the host closed the output pipe or the engine broke
-    (:attr:`Session.broken`: every line after the failure was answered ``engine_broken``).
+    At EOF the engine is shut down and its effects written as one last line
+    (:meth:`Session.end`). 0 on a clean EOF; 1 if the host closed the output pipe
+    or the engine broke (:attr:`Session.broken`: every line after the failure was
+    answered ``engine_broken``).
 
     Input is read in chunks of whatever is available, every complete line of a
     chunk is answered, then the answers are written and flushed together: a
@@ -471,6 +501,7 @@ def serve(
             tail = session.too_long(skipping)
         elif buf:
             tail = session.feed(buf)
+        tail += session.end()  # every open reply ends, and the host learns how
         if tail:
             stdout.write(tail)
             stdout.flush()

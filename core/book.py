@@ -208,7 +208,8 @@ class ReplyBook:
         reply = self._open.get(reply_id)
         if reply is None:
             code = "reply_ended" if reply_id in self._ended else "unknown_reply"
-            raise Rejection(code, f"reply {reply_id!r} is {code.replace('_', ' ')}")
+            what = "already ended" if code == "reply_ended" else "was never captured"
+            raise Rejection(code, f"reply {reply_id!r} {what}")
         return reply
 
     def ready(self, reply_id: str, payload: str) -> Reply:

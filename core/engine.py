@@ -305,6 +305,8 @@ class Engine(Controllers):
             if not ctl.is_terminal:
                 out += self._stop_ctl(ctl, reason, self._now or 0)
         acct.watched = False
+        if self._health is not None:
+            self._health.forget(account)
         self._accounts.place(acct)
         self._accounts.drop_older(account)
         return out

@@ -158,8 +158,9 @@ _WATCHDOG_STATUS = Status.WATCHDOG
 class LifecycleConfig:
     """Backoff, close policy and watchdog of the controllers of one deployment.
 
-    ``watchdog_ms``: an open socket with no activity (frame, inbound message,
-    ack) for this long is closed with status 499 and reconnects; ``None``
+    ``watchdog_ms``: an open socket with no activity (a frame, an inbound
+    message, a capture, an ack) for this long is closed with status 499 and
+    reconnects; ``None``
     turns the engine's watchdog off (openclaw's transport watchdog: 5 min).
     ``log_level``: records below it are not built at all.
     """

@@ -214,7 +214,6 @@ class Controllers(Replies):
         cache[raw] = (identity, keys, self._mapping_version)
 
     def _on_opened(self, ev: SocketOpened, now: int) -> list[Effect]:
-        identity, keys, fresh = self._parse(ev)
         ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current:
             # The socket raced a stop or a newer socket: close it rather than leak a session.
@@ -225,7 +224,9 @@ class Controllers(Replies):
             else:
                 why = f"is in {ctl.state.value}: that socket closed already"
             reason = f"stale socket: generation {ev.generation} {why}"
+            # Closed whatever identity it shows: a malformed one must not keep it open.
             return [CloseSocket(ev.account, ev.generation, ev.attempt, None, reason)]
+        identity, keys, fresh = self._parse(ev)
         out = ctl.opened(now)  # accepted from here on: nothing below refuses
         if fresh:
             self._remember(ev, identity, keys)
@@ -245,13 +246,17 @@ class Controllers(Replies):
                 _DEBUG,
                 "late_close",
                 lambda: (
-                    f"close (status {ev.status}) of socket {ev.attempt} of "
+                    f"close ({'no status' if ev.status is None else f'status {ev.status}'}) "
+                    f"of socket {ev.attempt} ignored: "
                     + (
-                        "a forgotten generation"
+                        f"generation {ev.generation} is over and forgotten"
                         if ctl is None
-                        else f"an older socket or {ctl.state}"
+                        else f"generation {ev.generation} ({ctl.state.value}) "
+                        f"holds socket {ctl.socket} now"
+                        if ev.attempt != ctl.socket
+                        else f"that socket already closed (generation {ev.generation} "
+                        f"is {ctl.state.value})"
                     )
-                    + " ignored"
                 ),
                 ev.account,
                 ev.generation,
@@ -278,6 +283,8 @@ class Controllers(Replies):
         return []  # activity of an older socket is late and changes nothing
 
     def _on_watchdog(self, ev: WatchdogSilence, now: int) -> list[Effect]:
+        if ev.silent_ms < 0:
+            raise Rejection("bad_silence", f"silent_ms must be >= 0, got {ev.silent_ms}")
         ctl, current = self._accounts.live_socket(ev.account, ev.generation, ev.attempt)
         if ctl is None or not current or ctl.state is not _STATE_OPEN:
             # The adapter's watchdog raced a close: there is no open socket to close.
