@@ -24,7 +24,22 @@ status 0 (1 if the engine broke).
 from __future__ import annotations
 
 import argparse
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
+from heirline.adapters.config import CONFIG, SECTIONS
+from heirline.adapters.config import build_config as shared_build_config
+from heirline.adapters.jsonio import JsonError, dumps_line, loads
+from heirline.core import __version__
+from heirline.core.codec import Describe, Record, SchemaNote, shape_of
+from heirline.core.effects import Effect, Rejected
+from heirline.core.engine import Engine, EngineConfig
+from heirline.core.errors import HeirlineError, ValidationError, WireError
+from heirline.core.events import EVENT_TYPES, Event, Shutdown
 from heirline.core.identity import LidMapping
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
@@ -95,7 +110,7 @@ class Hello:
 
     protocol: Annotated[int, SchemaNote({"enum": sorted(SUPPORTED_PROTOCOLS)})]
     seed: Annotated[int, Describe("seeds the engine's jitter")]
-    clock: Annotated[Literal[host, monotonic], Describe("default host")] = "host"
+    clock: Annotated[Literal["host", "monotonic"], Describe("default host")] = "host"
     config: EngineConfig | None = None
     mapping: Annotated[
         tuple[tuple[str, str], ...] | None,

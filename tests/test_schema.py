@@ -8,10 +8,10 @@ if a schema starts using a keyword the checker does not know.
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
-import orjson
 import pytest
 from protocol_codes import engine_rejection_codes
 
@@ -55,7 +55,7 @@ _TYPES = {
 
 
 def _load(name: str) -> dict[str, object]:
-    data = orjson.loads((PROTOCOL_DIR / name).read_bytes())
+    data = json.loads((PROTOCOL_DIR / name).read_bytes())
     assert isinstance(data, dict)
     return data
 
@@ -138,7 +138,7 @@ def test_checked_in_schemas_are_current() -> None:
 
 def test_schemas_use_only_checked_keywords() -> None:
     for path in PROTOCOL_DIR.glob("*.json"):
-        assert _keywords(orjson.loads(path.read_bytes())) <= KEYWORDS, path.name
+        assert _keywords(json.loads(path.read_bytes())) <= KEYWORDS, path.name
 
 
 def test_write_all_regenerates_and_drops_stale_files(tmp_path: Path) -> None:
@@ -160,23 +160,23 @@ def test_error_codes_are_the_schema_enum() -> None:
 @pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.stem)
 def test_every_vector_line_obeys_the_schema(path: Path) -> None:
     lines = path.read_bytes().split(b"\n")[:-1]
-    hello = orjson.loads(lines[0])
+    hello = json.loads(lines[0])
     assert errors(_load("hello.request.json"), hello) == []
     out = io.BytesIO()
     serve(io.BytesIO(lines[0] + b"\n"), out, io.StringIO(), session=Session())
-    hello_answer, idle_end = (orjson.loads(line) for line in out.getvalue().splitlines())
+    hello_answer, idle_end = (json.loads(line) for line in out.getvalue().splitlines())
     assert errors(_load("hello.response.json"), hello_answer) == []
     assert errors(_load("end.json"), idle_end) == []
     if len(lines) % 2 == 0:  # the last line is the server's at end of input
-        end = orjson.loads(lines.pop())
+        end = json.loads(lines.pop())
         assert errors(_load("end.json"), end) == []
         assert errors(_load("response.json"), end)  # not an answer to a line
     for line, answer_line in zip(lines[1::2], lines[2::2], strict=True):
-        answer = orjson.loads(answer_line)
+        answer = json.loads(answer_line)
         assert errors(_load("response.json"), answer) == [], answer_line
         assert errors(_load("end.json"), answer)  # an answer is never taken for the end
         if "effects" in answer:
-            assert errors(_load("request.json"), orjson.loads(line)) == [], line
+            assert errors(_load("request.json"), json.loads(line)) == [], line
 
 
 def test_the_end_of_input_line_and_its_error_form_obey_the_schema() -> None:
