@@ -431,8 +431,10 @@ class Record(Shape):
         self.by_name = {f.name: f for f in self.fields}
         self.known = ", ".join(self.by_name) or "none"
         # Fields whose JSON form is the value itself are copied, the others converted.
-        self._plain = tuple(f.name for f in self.fields if type(f.shape).encode is Shape.encode)
-        self._converted = tuple((f.name, f.shape) for f in self.fields if f.name not in self._plain)
+        self._encoders = tuple(
+            (f.name, None if type(f.shape).encode is Shape.encode else f.shape.encode)
+            for f in self.fields
+        )
 
     @classmethod
     def of(
@@ -486,10 +488,9 @@ class Record(Shape):
         out: dict[str, Json] = {}
         if self.tag is not None:
             out[self.tag[0]] = self.tag[1]
-        for name in self._plain:
-            out[name] = getattr(value, name)
-        for name, shape in self._converted:
-            out[name] = shape.encode(getattr(value, name))
+        for name, encode in self._encoders:
+            item = getattr(value, name)
+            out[name] = item if encode is None else encode(item)
         return out
 
     def schema(self) -> dict[str, Json]:
