@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import random as _random
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, runtime_checkable
 
+from heirline.adapters.authdir import AuthDir
 from heirline.adapters.gateway import GatewayBase, ReplyOutcome, TimelineEntry
 from heirline.adapters.ledger import Identity, Ledger
 from heirline.adapters.script import (
@@ -298,6 +300,7 @@ class FakeGateway(GatewayBase):
         channel: FakeChannel | None = None,
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        auth_dirs: Mapping[str, str | os.PathLike[str] | AuthDir] | None = None,
         boot_ms: int = 0,
         connect_ms: int = 5,
         ack_ms: int = 5,
@@ -306,7 +309,14 @@ class FakeGateway(GatewayBase):
     ) -> None:
         if random is None:
             random = _random.Random(seed).random
-        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
+        super().__init__(
+            config,
+            random=random,
+            mapping=mapping,
+            auth_dir=auth_dir,
+            auth_dirs=auth_dirs,
+            boot_ms=boot_ms,
+        )
         if connect_ms < 0 or ack_ms < 0:
             raise ValueError("latencies must be >= 0")
         if keepalive_ms is not None and keepalive_ms < 1:

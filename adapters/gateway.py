@@ -12,10 +12,12 @@ events. What happened is kept for the caller: a timeline of
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from heirline.adapters.authdir import AuthDir, AuthDirError, read_auth_dir
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
@@ -47,6 +49,12 @@ from heirline.core.identity import LidMapping
 from heirline.core.timers import Timer
 
 __all__ = ["GatewayBase", "ReplyOutcome", "TimelineEntry"]
+
+
+def _users(pair: tuple[str, str]) -> tuple[str, str]:
+    """A PN<->LID pair by its users (a JID's device and server dropped), to count it once."""
+    pn, lid = pair
+    return pn.partition("@")[0].partition(":")[0], lid.partition("@")[0].partition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,11 @@ class GatewayBase:
     controller reads it when it boots (on ``OpenSocket``, after ``boot_ms``),
     which the gateway reports as :class:`MappingLearned` events. Scenarios may
     change it between boots (Baileys writes mapping files as it learns them).
+    ``auth_dirs`` (or :meth:`add_auth_dir`) names an account's Baileys auth dir:
+    it is read once, at the account's first boot, and its ``lid-mapping-*`` pairs
+    and the account's own PN<->LID pair (``creds.json``) join ``auth_dir``.
+    Every pair is fed to the engine once, whichever account's boot finds it
+    first: a reconnect, a retry or a restart storm feeds nothing again.
 
     Sockets are named ``(account, attempt)``: the engine's attempt number is
     unique within the account, and every channel fact echoes it.
@@ -97,12 +110,16 @@ class GatewayBase:
         random: Callable[[], float],
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        auth_dirs: Mapping[str, str | os.PathLike[str] | AuthDir] | None = None,
         boot_ms: int = 0,
     ) -> None:
         if boot_ms < 0:
             raise ValueError(f"boot_ms must be >= 0, got {boot_ms}")
         self.engine = Engine(config, random=random, mapping=mapping)
         self.auth_dir: dict[str, list[tuple[str, str]]] = dict(auth_dir or {})
+        self._auth_dirs: dict[str, str | os.PathLike[str] | AuthDir] = dict(auth_dirs or {})
+        #: Pairs fed to the engine (by their users): each is fed once.
+        self._fed: set[tuple[str, str]] = set()
         self.boot_ms = boot_ms
         self.timeline: list[TimelineEntry] = []
         self.outcomes: dict[str, ReplyOutcome] = {}
@@ -278,11 +295,41 @@ class GatewayBase:
             )
         )
 
+    def add_auth_dir(self, account: str, source: str | os.PathLike[str] | AuthDir) -> None:
+        """Name ``account``'s Baileys auth dir (a path, read at its first boot, or one read)."""
+        self._auth_dirs[account] = source
+
+    def _read_auth_dir(self, account: str) -> None:
+        """At the account's first boot: its named auth dir's pairs join ``auth_dir``."""
+        source = self._auth_dirs.pop(account, None)
+        if source is None:
+            return
+        try:
+            auth = source if isinstance(source, AuthDir) else read_auth_dir(source)
+        except AuthDirError as exc:  # the controller connects without it: identity fails closed
+            self.timeline.append(
+                TimelineEntry(self.now_ms(), "error", "auth_dir", str(exc), account)
+            )
+            return
+        pairs = list(auth.mapping.pairs)
+        me = auth.resolved_identity
+        if me.pn is not None and me.lid is not None:
+            pairs.insert(0, (me.pn.user, me.lid.user))
+        held = self.auth_dir.setdefault(account, [])
+        known = {_users(p) for p in held}
+        held += [p for p in pairs if _users(p) not in known]
+
     def _booted(self, account: str, generation: int, attempt: int) -> None:
-        """The controller finished booting: report its auth dir's mapping, then connect."""
-        for pn, lid in self.auth_dir.get(account, ()):
+        """The controller finished booting: feed the auth dir's pairs not fed yet, then connect."""
+        self._read_auth_dir(account)
+        for pair in self.auth_dir.get(account, ()):
+            key = _users(pair)
+            if key in self._fed:
+                continue
+            self._fed.add(key)
+            pn, lid = pair
             self.note(
-                f"auth dir: lid-mapping {pn.split('@')[0]} <-> {lid.split('@')[0]}",
+                f"auth dir: lid-mapping {key[0]} <-> {key[1]}",
                 account=account,
                 generation=generation,
             )

@@ -44,6 +44,7 @@ __all__ = [
     "Record",
     "SchemaNote",
     "Shape",
+    "Tagged",
     "ValidationError",
     "shape_of",
 ]
@@ -511,6 +512,43 @@ class Record(Shape):
             out["description"] = self.description
         out.update(type="object", properties=props, required=required, additionalProperties=False)
         return out
+
+
+class Tagged(Shape):
+    """One of several records, chosen by a tag field (a step's ``action``): each record
+    carries its ``(key, value)`` tag. An unknown or missing tag is an error at the tag."""
+
+    json_types = (dict,)
+    expected = "an object"
+
+    def __init__(self, key: str, records: Sequence[Record], what: str) -> None:
+        self.key = key
+        self.what = what
+        self.records: dict[str, Record] = {}
+        for record in records:
+            assert record.tag is not None and record.tag[0] == key
+            self.records[record.tag[1]] = record
+
+    def decode(self, value: Json) -> object:
+        if not isinstance(value, dict):
+            raise _wrong("an object", value)
+        if self.key not in value:
+            raise ValidationError("missing required field", [self.key])
+        tag = value[self.key]
+        record = self.records.get(tag) if isinstance(tag, str) else None
+        if record is None:
+            known = ", ".join(self.records)
+            raise ValidationError(f"unknown {self.what} {tag!r} (known: {known})", [self.key])
+        return record.decode(value)
+
+    def encode(self, value: object) -> Json:
+        for record in self.records.values():
+            if isinstance(value, record.build):  # type: ignore[arg-type]
+                return record.encode(value)
+        raise TypeError(f"no record for {value!r}")  # pragma: no cover
+
+    def schema(self) -> dict[str, Json]:
+        return {"oneOf": [record.schema() for record in self.records.values()]}
 
 
 def _notes(hint: object) -> dict[str, object] | None:
