@@ -73,7 +73,11 @@ class ScenarioResult:
                 "cross_identity": list(summary.cross_identity),
                 "identities": [
                     {
-                        "identity": str(i.identity),
+                        "identity": {
+                            "pn": i.identity.pn,
+                            "lid": i.identity.lid,
+                            "e164": i.identity.e164,
+                        },
                         "message_ids": list(i.message_ids),
                         "duplicates_suppressed": i.duplicates_suppressed,
                     }

@@ -20,11 +20,12 @@ def test_demo_json_on_loopback_keeps_every_promise(capsys: pytest.CaptureFixture
     incident, relink = doc["acts"]
     reply = incident["replies"][0]
     assert (reply["outcome"], reply["via"], reply["generation"]) == ("delivered", "successor", 2)
-    assert [e["identity"]["lid"] for e in incident["ledger"]] == ["123456789012345@lid"]
-    assert incident["ledger"][0]["message_ids"] == ["3EB0C0FFEE0001"]
+    holders = incident["ledger"]["identities"]
+    assert [e["identity"]["lid"] for e in holders] == ["123456789012345@lid"]
+    assert holders[0]["message_ids"] == ["3EB0C0FFEE0001"]
     assert relink["replies"][0]["outcome"] == "refused"
     assert relink["transmissions"] == 0
-    assert relink["ledger"] == []
+    assert relink["ledger"]["identities"] == []
 
 
 def test_demo_text_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +52,7 @@ def test_demo_leaves_no_task_behind() -> None:
 
     async def main() -> set[asyncio.Task[Any]]:
         acts = await _run_all(DemoOptions(speed=50))
-        assert all(act.ok for act in acts)
+        assert all(act.ok for _, act in acts)
         me = asyncio.current_task()
         return {t for t in asyncio.all_tasks() if t is not me}
 
