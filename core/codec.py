@@ -464,7 +464,13 @@ class Record(Shape):
         if not isinstance(value, dict):
             raise _wrong("an object", value)
         by_name = self.by_name
-        tag = self.tag[0] if self.tag is not None else None
+        tag = None
+        if self.tag is not None:
+            tag, tag_value = self.tag
+            if tag not in value:
+                raise ValidationError("missing required field", [tag])
+            if value[tag] != tag_value:
+                raise ValidationError(f"expected {tag_value!r}, got {value[tag]!r}", [tag])
         for key in value:
             if key not in by_name and key != tag:
                 raise ValidationError(f"unknown field (known: {self.known})", [key])
