@@ -532,7 +532,8 @@ class Tagged(Shape):
         self.what = what
         self.records: dict[str, Record] = {}
         for record in records:
-            assert record.tag is not None and record.tag[0] == key
+            if record.tag is None or record.tag[0] != key:
+                raise TypeError(f"record {record.title} is not tagged by {key!r}")
             self.records[record.tag[1]] = record
 
     def decode(self, value: Json) -> object:
