@@ -29,7 +29,6 @@ from typing import Any, Literal
 from heirline.adapters import frames
 from heirline.adapters.jsonio import JsonError, loads
 from heirline.adapters.ledger import Identity, IdentityLedger, Ledger, LedgerEntry, LedgerSummary
-from heirline.adapters.transport import DEFAULT_MAX_LINE_BYTES
 
 __all__ = [
     "DEFAULT_CHAOS_STATUSES",
@@ -223,7 +222,7 @@ class ChannelServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: int = frames.DEFAULT_MAX_LINE_BYTES,
         max_connections: int = 1024,
         replace_on_login: bool = False,
         write_timeout: float | int = 5.0,

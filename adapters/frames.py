@@ -22,6 +22,7 @@ from typing import ClassVar, Final
 from heirline.adapters.jsonio import dumps_line
 
 __all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
     "MAX_FIELD",
     "Ack",
     "ClientFrame",
@@ -41,6 +42,8 @@ __all__ = [
 
 #: Longest message id, chat, kind and account the server accepts.
 MAX_FIELD: Final = 1024
+#: Largest frame (one line, newline included) either side accepts by default.
+DEFAULT_MAX_LINE_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: Largest frame (one line, newline included) either side accepts.
-DEFAULT_MAX_LINE_BYTES = 64 * 1024
+DEFAULT_MAX_LINE_BYTES: Final = frames.DEFAULT_MAX_LINE_BYTES
 #: Baileys ``DisconnectReason.timedOut``: reported when connecting or logging in times out.
 STATUS_TIMED_OUT = Status.CONNECTION_LOST
 #: Baileys ``DisconnectReason.connectionClosed``: the status a send on a closed socket carries.
