@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 from transitions import Machine
 
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.effects import Log, OpenSocket
-from heirline.core.lifecycle import LIFECYCLE, AttemptCounter, Controller, LifecycleConfig, State
+from heirline.core.lifecycle import LIFECYCLE, LifecycleConfig, State
 
 REPEATS = 7
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from heirline.core.controller import Controller
 from heirline.core.errors import Rejection
-from heirline.core.lifecycle import SOCKET_STATES, Controller, LifecycleConfig, State
+from heirline.core.lifecycle import SOCKET_STATES, LifecycleConfig, State
 from heirline.core.registry import RegistryEntry
 
 # Enum members the hot paths read, as module constants (class attribute access is slow on 3.11).

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from heirline.core.controller import Controller
 from heirline.core.delivery import KINDS, EndedReply, Reply, ReplyState, ReplyTrigger
 from heirline.core.effects import (
     CancelTimer,
@@ -34,7 +35,6 @@ from heirline.core.effects import (
 from heirline.core.errors import Rejection
 from heirline.core.identity import KeyIndex, MappingView, SelfIdentity, identity_keys, resolve
 from heirline.core.journal import EndedRecord, ReplyRecord
-from heirline.core.lifecycle import Controller
 from heirline.core.routing import Route, RouteKind
 from heirline.core.timers import DeadlineTimer
 

@@ -17,9 +17,9 @@ trigger through :meth:`Reply._set_state`, the one place a reply changes state.
 from enum import StrEnum
 from typing import NamedTuple
 
+from heirline.core.controller import Controller
 from heirline.core.errors import InvalidTransition
 from heirline.core.identity import Keys, SelfIdentity, identity_keys
-from heirline.core.lifecycle import Controller
 from heirline.core.machine import MachineSpec, Transition
 
 

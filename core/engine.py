@@ -30,6 +30,7 @@ from typing import TypeVar, cast
 from heirline.core.accounts import Accounts
 from heirline.core.book import ReplyBook
 from heirline.core.config import MAX_SAFE_INT, EngineConfig
+from heirline.core.controller import Controller
 from heirline.core.delivery import ReplyState
 from heirline.core.effects import (
     Effect,
@@ -70,7 +71,7 @@ from heirline.core.identity import (
     resolve,
 )
 from heirline.core.journal import AccountRecord, Changes, JournalError, Snapshot
-from heirline.core.lifecycle import Controller, State
+from heirline.core.lifecycle import State
 from heirline.core.sockets import Controllers
 
 __all__ = ["MAX_SAFE_INT", "Engine", "EngineConfig"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from heirline.core.accounts import Accounts
 from heirline.core.book import ReplyBook
 from heirline.core.config import MAX_SAFE_INT, EngineConfig
+from heirline.core.controller import Controller
 from heirline.core.delivery import Reply, ReplyState
 from heirline.core.effects import (
     Effect,
@@ -35,7 +36,7 @@ from heirline.core.identity import (
     MappingTable,
     resolve,
 )
-from heirline.core.lifecycle import Controller, State
+from heirline.core.lifecycle import State
 from heirline.core.routing import RouteKind, decide_route
 
 # Enum members the hot paths read, as module constants (class attribute access is slow on 3.11).

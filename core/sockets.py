@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from heirline.core.accounts import Account
+from heirline.core.controller import Controller
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
@@ -50,7 +51,7 @@ from heirline.core.identity import (
     identity_keys,
     resolve,
 )
-from heirline.core.lifecycle import Controller, State
+from heirline.core.lifecycle import State
 from heirline.core.registry import ChangeKind
 from heirline.core.replies import Replies
 from heirline.core.sweep import sweep

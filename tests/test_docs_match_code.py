@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.effects import Log
 from heirline.core.health import HealthReason
-from heirline.core.lifecycle import LIFECYCLE, AttemptCounter, Controller, LifecycleConfig
+from heirline.core.lifecycle import LIFECYCLE, LifecycleConfig
 from heirline.core.policy import DEFAULT_STATUS_POLICY, Status
 from heirline.core.registry import ChangeKind, Registry, RegistryChange
 
