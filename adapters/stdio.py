@@ -43,6 +43,15 @@ from heirline.core.events import EVENT_TYPES, Event, Shutdown
 from heirline.core.identity import LidMapping
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
+if __name__ == "__main__":  # pragma: no cover - tests/test_stdio.py runs it in a subprocess
+    # Run as a program, serve from the imported module: the codec reads the hello dataclass's
+    # annotations in the module that defines it, and a runner that executes this file as
+    # __main__ without registering it there (runpy.run_module, profilers) would leave the
+    # codec looking in the wrong module.
+    from heirline.adapters.stdio import main as _main
+
+    sys.exit(_main())
+
 PROTOCOL: Final = 2
 """The protocol version this server speaks."""
 
@@ -565,7 +574,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m heirline.adapters.stdio", description=__doc__)
     parser.parse_args(argv)
     return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

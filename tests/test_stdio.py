@@ -914,3 +914,28 @@ def test_fuzz_arbitrary_bytes_get_one_answer_per_line(
     assert "internal_error" not in codes
     assert "engine_broken" not in codes
     assert err.getvalue().startswith(f"heirline serve: {expected} lines")
+
+
+@pytest.mark.parametrize(
+    "runner",
+    [
+        "import runpy; runpy.run_module('heirline.adapters.stdio', run_name='__main__')",
+        "import runpy; runpy.run_module('heirline.adapters.stdio', run_name='__main__', "
+        "alter_sys=True)",
+    ],
+)
+def test_the_server_runs_as_main_however_it_is_started(runner: str) -> None:
+    """A host that wraps the server (the Node tests record its pid this way; profilers run it
+    as ``__main__`` too) gets the same server as ``python -m``: the hello's dataclass has its
+    annotations read in heirline.adapters.stdio, not in whatever module ``__main__`` is."""
+    proc = subprocess.run(
+        [sys.executable, "-c", runner],
+        input=HELLO + b"\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert answers[0]["hello"]["protocol"] == 2
+    assert answers[-1]["shutdown"] is True
