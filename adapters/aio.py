@@ -23,10 +23,13 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine, Iterable
+import os
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, Self
 
-from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
+from heirline.adapters.authdir import AuthDir
+from heirline.adapters.gateway import GatewayBase
+from heirline.adapters.script import At, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.effects import Transmit
 from heirline.core.engine import EngineConfig
@@ -78,6 +81,7 @@ class AsyncGateway(GatewayBase):
         random: Callable[[], float],
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        auth_dirs: Mapping[str, str | os.PathLike[str] | AuthDir] | None = None,
         boot_ms: int = 0,
         speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
@@ -85,7 +89,14 @@ class AsyncGateway(GatewayBase):
         problem = speed_problem(speed)
         if problem is not None:
             raise ValueError(f"speed {problem}")
-        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
+        super().__init__(
+            config,
+            random=random,
+            mapping=mapping,
+            auth_dir=auth_dir,
+            auth_dirs=auth_dirs,
+            boot_ms=boot_ms,
+        )
         self._factory = transport_factory
         self.speed = speed
         self._shutdown_timeout = shutdown_timeout
