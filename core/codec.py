@@ -107,11 +107,7 @@ class Record(Shape):
         self.tag = tag
         self.by_name = {f.name: f for f in self.fields}
         self.known = ", ".join(self.by_name) or "none"
-        # Fields whose JSON form is the value itself are copied, the others converted.
-        self._encoders = tuple(
-            (f.name, None if type(f.shape).encode is Shape.encode else f.shape.encode)
-            for f in self.fields
-        )
+        self.encode = _compile_encoder(self)  # type: ignore[method-assign,assignment]
 
     @classmethod
     def of(
@@ -168,13 +164,8 @@ class Record(Shape):
             raise ValidationError(str(exc)) from None
 
     def encode(self, value: object) -> Json:
-        out: dict[str, Json] = {}
-        if self.tag is not None:
-            out[self.tag[0]] = self.tag[1]
-        for name, encode in self._encoders:
-            item = getattr(value, name)
-            out[name] = item if encode is None else encode(item)
-        return out
+        """The JSON object of ``value`` (replaced per record by a compiled function)."""
+        raise NotImplementedError  # pragma: no cover - __init__ installs the compiled one
 
     def schema(self) -> dict[str, Json]:
         props: dict[str, Json] = {}
@@ -194,6 +185,32 @@ class Record(Shape):
             out["description"] = self.description
         out.update(type="object", properties=props, required=required, additionalProperties=False)
         return out
+
+
+def _compile_encoder(record: Record) -> Callable[[object], Json]:
+    """One function that builds the record's JSON object in a single dict display.
+
+    The wire's hot path (every effect of every answer line): as ``dataclasses``
+    does for ``__init__``, the function is generated once per record from its
+    field names (Python identifiers, by construction), so writing a message
+    costs one attribute read per field instead of a loop over field encoders.
+    Fields whose JSON form is the value itself are copied, the others converted.
+    """
+    namespace: dict[str, object] = {}
+    items = [] if record.tag is None else [f"{record.tag[0]!r}: {record.tag[1]!r}"]
+    for i, f in enumerate(record.fields):
+        if not f.name.isidentifier():  # pragma: no cover - dataclass fields always are
+            raise ValueError(f"field name {f.name!r} is not an identifier")
+        if f.shape.passes_through():
+            items.append(f"{f.name!r}: value.{f.name}")
+        else:
+            namespace[f"_encode_{i}"] = f.shape.encode
+            items.append(f"{f.name!r}: _encode_{i}(value.{f.name})")
+    source = "def encode(value):\n    return {" + ", ".join(items) + "}\n"
+    exec(source, namespace)  # generated from field names only, as dataclasses does
+    encode = namespace["encode"]
+    assert callable(encode)
+    return typing.cast(Callable[[object], Json], encode)
 
 
 class Tagged(Shape):

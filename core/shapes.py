@@ -69,6 +69,10 @@ class Shape:
         """The JSON value of a typed value."""
         return value
 
+    def passes_through(self) -> bool:
+        """Whether :meth:`encode` returns every value unchanged (a record copies it)."""
+        return type(self).encode is Shape.encode
+
     def schema(self) -> dict[str, Json]:
         """The JSON Schema of the values this shape reads."""
         raise NotImplementedError
@@ -204,6 +208,9 @@ class _Nullable(Shape):
 
     def encode(self, value: object) -> Json:
         return None if value is None else self.inner.encode(value)
+
+    def passes_through(self) -> bool:
+        return self.inner.passes_through()
 
     def schema(self) -> dict[str, Json]:
         inner = self.inner.schema()
