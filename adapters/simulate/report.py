@@ -242,7 +242,7 @@ def plot(summary: Summary, path: Path) -> None:
         axis.legend(loc="upper right", fontsize="small")
     restarts.set_title(
         f"heirline simulate: {profile['name']}, {_n(summary.result['accounts'])} accounts, "
-        f"{summary.result['days']} days, seed {summary.result['seed']}"
+        f"{summary.result['days']:g} days, seed {summary.result['seed']}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -17,12 +17,14 @@ captured for. :func:`simulate` runs a profile on a runtime and returns a
 from __future__ import annotations
 
 import bisect
+import gc
 import random
 import resource
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final, Protocol, runtime_checkable
@@ -418,11 +420,30 @@ def judge(world: World, recorder: Recorder, ledger: Ledger) -> dict[str, int]:
     }
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (reference counting still frees everything).
+
+    A run allocates millions of long-lived objects (controllers, ledger entries),
+    and every full collection walks them all: a third of the run's time at 100k
+    accounts, for nothing -- a run creates no reference cycles as it goes (the
+    simulation as a whole is one, collected once it is dropped).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class Simulation:
     """One run: a profile on a fleet of ``accounts`` for ``days`` virtual days, on ``runtime``.
 
     Build it, :meth:`run` it once; ``world``, ``runtime`` and ``recorder`` stay
-    readable afterwards.
+    readable afterwards. The cyclic garbage collector is paused while it builds
+    and runs (:func:`_no_cyclic_gc`).
     """
 
     def __init__(
@@ -454,12 +475,22 @@ class Simulation:
             profile.config, random=rng.random, recorder=self.recorder, fleet=profile.fleet
         )
         self._wall_start = time.perf_counter()
-        self.world = World(
-            profile, self.runtime, self.recorder, accounts=accounts, end_ms=self.end_ms, seed=seed
-        )
+        with _no_cyclic_gc():
+            self.world = World(
+                profile,
+                self.runtime,
+                self.recorder,
+                accounts=accounts,
+                end_ms=self.end_ms,
+                seed=seed,
+            )
 
     def run(self, progress: Progress | None = None, max_wall_s: float | None = None) -> Summary:
         """Run to the end, drain (every open reply ends by its deadline), shut down; judge."""
+        with _no_cyclic_gc():
+            return self._run(progress, max_wall_s)
+
+    def _run(self, progress: Progress | None, max_wall_s: float | None) -> Summary:
         rt, recorder, end = self.runtime, self.recorder, self.end_ms
         engine = rt.engine
         deadline = self.profile.config.reply_deadline_ms
