@@ -10,8 +10,9 @@ the same half-open sockets that swallow sends and never ack -- with the
 receiver's deduplicating :class:`~heirline.adapters.channel.Ledger`. It differs
 in cost, not in outcome:
 
-* one heap of ``(time, seq, callback, args)`` and per-account records, instead
-  of keyed callbacks, ``partial`` objects and channel scans over every socket;
+* a calendar queue of ``(time, seq, callback, args)`` and per-account records,
+  instead of keyed callbacks, ``partial`` objects and channel scans over every
+  socket;
 * no per-socket keepalive frames. A healthy socket's frames (one every
   ``keepalive_ms``) and the engine's watchdog timer re-arming on them change
   nothing but the watchdog's next deadline, so while a socket is healthy its
@@ -56,6 +57,11 @@ __all__ = ["LeanRuntime"]
 _LOGGED_OUT: Final = int(Status.LOGGED_OUT)
 _NO_SOCKET: Final = f"connection closed ({int(Status.CONNECTION_CLOSED)}): no open socket"
 _FRAME: Final = ActivityKind.FRAME
+#: The schedule's buckets are 2**10 = 1024 virtual ms wide.
+_BUCKET_BITS: Final = 10
+
+#: A scheduled callback: (time, seq, callback, args); seq orders callbacks due at the same ms.
+_Entry = tuple[int, int, Callable[..., None], tuple[Any, ...]]
 
 
 class _Socket:
@@ -95,10 +101,18 @@ class LeanRuntime:
         self._ack_ms = fleet.ack_ms
         self._keepalive_ms = fleet.keepalive_ms
         self._hold = config.lifecycle.watchdog_ms is not None
-        self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        # The schedule: (time, seq, callback, args), run in (time, seq) order. A calendar
+        # queue: the entries of the current 1024 ms bucket in a small heap, later ones in a
+        # list per bucket, and a heap of those buckets' numbers. One heap of every entry
+        # costs a cache miss per level at a million accounts (its entries are scattered
+        # through gigabytes); these stay small and hot.
+        self._current: list[_Entry] = []
+        self._current_bucket = -1
+        self._buckets: dict[int, list[_Entry]] = {}
+        self._bucket_heap: list[int] = []
         self._seq = 0
         self._now = 0
-        self._timers: dict[Timer, int] = {}  # pending engine timers -> their heap entry's seq
+        self._timers: dict[Timer, int] = {}  # pending engine timers -> their entry's seq
         self._held: dict[Timer, int] = {}  # watchdog timers of healthy sockets -> deadline
         self._opening: dict[tuple[str, int], int] = {}  # (account, attempt) booting/connecting
         self._live: dict[str, _Socket] = {}  # account -> its connected socket (at most one)
@@ -121,8 +135,20 @@ class LeanRuntime:
 
     def _push(self, at: int, callback: Callable[..., None], args: tuple[Any, ...]) -> int:
         self._seq = seq = self._seq + 1
-        heapq.heappush(self._heap, (at, seq, callback, args))
+        self._enqueue((at, seq, callback, args))
         return seq
+
+    def _enqueue(self, entry: _Entry) -> None:
+        bucket = entry[0] >> _BUCKET_BITS
+        if bucket <= self._current_bucket:
+            heapq.heappush(self._current, entry)
+            return
+        later = self._buckets.get(bucket)
+        if later is None:
+            self._buckets[bucket] = [entry]
+            heapq.heappush(self._bucket_heap, bucket)
+        else:
+            later.append(entry)
 
     def call_at(self, at_ms: int, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback(*args)`` at ``at_ms`` (now, if that is past), after what is due then."""
@@ -130,13 +156,25 @@ class LeanRuntime:
 
     def run_until(self, ms: int) -> None:
         """Run everything due up to ``ms`` in (time, insertion) order; then the clock is ``ms``."""
-        heap = self._heap
         pop = heapq.heappop
-        while heap and heap[0][0] <= ms:
-            at, _, callback, args = pop(heap)
-            if at > self._now:
-                self._now = at
-            callback(*args)
+        while True:
+            current = self._current
+            if current:
+                if current[0][0] > ms:
+                    break
+                at, _, callback, args = pop(current)
+                if at > self._now:
+                    self._now = at
+                callback(*args)
+                continue
+            buckets = self._bucket_heap
+            if not buckets or buckets[0] << _BUCKET_BITS > ms:
+                break
+            bucket = pop(buckets)
+            entries = self._buckets.pop(bucket)
+            heapq.heapify(entries)
+            self._current = entries
+            self._current_bucket = bucket
         if ms > self._now:
             self._now = ms
 
@@ -183,7 +221,7 @@ class LeanRuntime:
     def _schedule(self, timer: Timer, deadline_ms: int) -> None:
         self._seq = seq = self._seq + 1
         self._timers[timer] = seq
-        heapq.heappush(self._heap, (deadline_ms, seq, self._fire, (timer, seq)))
+        self._enqueue((deadline_ms, seq, self._fire, (timer, seq)))
 
     def _fire(self, timer: Timer, seq: int) -> None:
         if self._timers.get(timer) != seq:
@@ -278,9 +316,8 @@ class LeanRuntime:
         if sock.acks is None:
             sock.acks = {}
         sock.acks[token] = effect.reply_id
-        heapq.heappush(
-            self._heap,
-            (self._now + self._ack_ms, token, self._ack, (sock, effect.generation, token)),
+        self._enqueue(
+            (self._now + self._ack_ms, token, self._ack, (sock, effect.generation, token))
         )
 
     def _ack(self, sock: _Socket, generation: int, token: int) -> None:
