@@ -55,6 +55,8 @@ def tests(session: nox.Session) -> None:
     others = [f"--deselect={test}" for test in ONCE]
     session.run(
         "pytest",
+        # xdist: one worker per CPU; CI's whole run must stay well under 15 minutes
+        "--numprocesses=auto",
         *(oldest if session.python == PYTHON else others),
         "-m",
         "not soak",
@@ -118,9 +120,18 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: ratios against same-process baselines (docs/performance.md)."""
+    """Benchmarks at 1k and 100k accounts; regenerates docs/performance.md (args: bench/run.py's)."""
     _install(session)
-    session.run("python", "bench/run.py", *session.posargs)
+    args = session.posargs or ["--write", "docs/performance.md", "--accounts", "1000,100000"]
+    session.run("python", "bench/run.py", *args)
+
+
+@nox.session(name="bench-million", python=PYTHON)
+def bench_million(session: nox.Session) -> None:
+    """The whole-engine table at 1M accounts (minutes, several GB): docs/performance-million.md."""
+    _install(session)
+    args = ["--write", "docs/performance-million.md", "--accounts", "1000000", "engine"]
+    session.run("python", "bench/run.py", *(session.posargs or args))
 
 
 #: The big fleet runs of `nox -s simulate` (docs/simulate.md): profile, accounts, days.

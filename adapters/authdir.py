@@ -227,7 +227,9 @@ def read_auth_dir(path: str | os.PathLike[str]) -> AuthDir:
     except OSError as exc:
         raise AuthDirError(dir_path, f"auth dir cannot be read ({exc.strerror})") from None
     except ValueError as exc:  # a NUL byte or a lone surrogate: no file has such a name
-        raise AuthDirError(dir_path, f"auth dir path cannot name a file ({exc})") from None
+        # Our own words for NUL: Python's differ by version ("null byte", "null character").
+        why = "it holds a NUL character" if "\x00" in dir_path else str(exc)
+        raise AuthDirError(dir_path, f"auth dir path cannot name a file ({why})") from None
     if stat.S_ISLNK(info.st_mode):
         raise AuthDirError(
             dir_path, "auth dir is a symbolic link; heirline never follows links (pass its target)"

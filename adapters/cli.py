@@ -109,13 +109,13 @@ def _add_run(sub: Subparsers) -> None:
     add_run_parser(sub)
 
 
-# --------------------------------------------------------------------------- table
-
 def _add_simulate(sub: Subparsers) -> None:
     from heirline.adapters.simulate.cli import add_simulate_parser
 
     add_simulate_parser(sub)
 
+
+# --------------------------------------------------------------------------- table
 
 SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,

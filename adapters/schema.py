@@ -6,8 +6,8 @@ protocol; ``tests/test_schema.py`` fails while a checked-in file differs.
 
 Nothing here is written by hand twice: event and effect schemas come from
 :func:`heirline.core.wire.message_schema`, the hello's ``config`` from the config
-dataclasses (:func:`heirline.adapters.stdio.config_schema`), the error codes and
-clock modes from :mod:`heirline.adapters.stdio`.
+dataclasses (:func:`heirline.adapters.stdio.config_schema`), the error codes,
+clock modes and the end-of-input line from :mod:`heirline.adapters.stdio`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import orjson
 
 from heirline.adapters.stdio import (
     CLOCKS,
+    END_OF_INPUT,
     ERROR_CODES,
     MAX_LINE_BYTES,
     PROTOCOL,
@@ -147,19 +148,17 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
         ["id", "effects"],
         "The effects of one event line, in order.",
     )
-    error_answer = _object(
+    error_body = _object(
         {
-            "id": _ID,
-            "error": _object(
-                {
-                    "line": {"type": "integer", "minimum": 1, "description": "1-based"},
-                    "code": {"enum": list(ERROR_CODES)},
-                    "message": {"type": "string"},
-                },
-                ["line", "code", "message"],
-                "Why the line was not used.",
-            ),
+            "line": {"type": "integer", "minimum": 1, "description": "1-based"},
+            "code": {"enum": list(ERROR_CODES)},
+            "message": {"type": "string"},
         },
+        ["line", "code", "message"],
+        "Why the line was not used.",
+    )
+    error_answer = _object(
+        {"id": _ID, "error": error_body},
         ["id", "error"],
         "A line that could not be used; the session goes on.",
     )
@@ -169,6 +168,32 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
             "title": "Response",
             "description": "The one answer to each line after the hello (or to a bad hello).",
             "oneOf": [effects_answer, error_answer],
+        },
+    )
+    end_id = {"type": "null", "description": "no line asked for it"}
+    end_mark = {"const": True, "description": "the last line of the session"}
+    end_effects = _object(
+        {
+            "id": end_id,
+            "shutdown": end_mark,
+            "effects": {"type": "array", "items": {"oneOf": effect_refs}},
+            "now": {"type": "integer", "description": "the server's stamp (clock monotonic)"},
+        },
+        ["id", "shutdown", "effects"],
+        f'The engine\'s answer to Shutdown(reason="{END_OF_INPUT}"): every open reply ends.',
+    )
+    end_error = _object(
+        {"id": end_id, "shutdown": end_mark, "error": error_body},
+        ["id", "shutdown", "error"],
+        "The engine failed at the end of input (a bug); the exit status is 1.",
+    )
+    out["end.json"] = _doc(
+        "end.json",
+        {
+            "title": "EndOfInput",
+            "description": "The server's last line at EOF, unless the host shut the engine down "
+            "itself (a shutdown event), no hello was accepted, or the engine broke.",
+            "oneOf": [end_effects, end_error],
         },
     )
     return out

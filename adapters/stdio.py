@@ -4,24 +4,28 @@ One JSON object per line in, exactly one JSON object per line out, in order
 (see ``docs/protocol.md``; the schemas are in ``docs/protocol/``):
 
 * the host's first line is the handshake
-  ``{"hello": {"protocol": 1, "seed": 7, "clock": "host", "config": {...}, "mapping": [...]}}``
-  and the answer is ``{"hello": {"protocol": 1, "heirline": "<version>", "clock": "host"}}``;
+  ``{"hello": {"protocol": 2, "seed": 7, "clock": "host", "config": {...}, "mapping": [...]}}``
+  and the answer is ``{"hello": {"protocol": 2, "heirline": "<version>", "clock": "host"}}``;
 * every later line is ``{"id": <int|string, optional>, "now": <ms>, "event": {...}}`` and the
   answer is ``{"id": ..., "effects": [...]}`` -- or, for a line that cannot be used,
-  ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``.
+  ``{"id": ..., "error": {"line": N, "code": "...", "message": "..."}}``;
+* at EOF, unless the host shut the engine down itself (a ``shutdown`` event), the server
+  shuts it down (``Shutdown(reason="end of input")``) and writes one last line,
+  ``{"id": null, "shutdown": true, "effects": [...]}``: every open reply's outcome.
 
 Bad input never ends the session and never touches the engine's state: any
 JSON value in any position gets an error line, never an exception. Only if the
 engine itself raises (a bug) does the session stop serving: it answers that line
 ``internal_error`` and every later one ``engine_broken``, since the engine may be
-half-updated. EOF ends it: a one-line summary on stderr, exit status 0 (1 if the
-engine broke).
+half-updated. EOF ends it: the last line above, a one-line summary on stderr, exit
+status 0 (1 if the engine broke).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import random
 import sys
 import time
@@ -37,7 +41,7 @@ from heirline.core.backoff import BackoffConfig
 from heirline.core.effects import Effect, Rejected
 from heirline.core.engine import Engine, EngineConfig
 from heirline.core.errors import HeirlineError, WireError
-from heirline.core.events import EVENT_TYPES, Event
+from heirline.core.events import EVENT_TYPES, Event, Shutdown
 from heirline.core.health import HealthConfig
 from heirline.core.identity import LidMapping
 from heirline.core.lifecycle import LifecycleConfig
@@ -48,6 +52,10 @@ PROTOCOL: Final = 2
 
 SUPPORTED_PROTOCOLS: Final = frozenset({2})
 """Every protocol version a host may ask for in its hello."""
+
+END_OF_INPUT: Final = "end of input"
+"""The reason of the shutdown the server feeds at EOF (replies fail with "end of input before
+the reply was sent", or end ``unknown`` if I/O may have started)."""
 
 MAX_LINE_BYTES: Final = 1 << 20
 """The longest input line accepted (1 MiB, newline excluded); longer ones get ``line_too_long``."""
@@ -99,20 +107,44 @@ class ProtocolError(HeirlineError, ValueError):
 
 #: The sections of the hello's ``config`` object, each generated from one config dataclass.
 CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
-_ENGINE_SKIP: Final = frozenset({"lifecycle", "health"})  # built from the sections
+#: EngineConfig fields the hello does not take: ``lifecycle`` and ``health`` are built from
+#: the sections; ``journal`` records changes for ``Engine.take_changes()``, which nothing on
+#: the wire can call yet, so in a session they would only pile up.
+_ENGINE_SKIP: Final = frozenset({"lifecycle", "health", "journal"})
+#: Fields of a nested config offered at the top level of ``config``: the engine's watchdog
+#: (``LifecycleConfig.watchdog_ms``; ``null`` turns it off).
+LIFTED_FIELDS: Final[dict[str, type]] = {"watchdog_ms": LifecycleConfig}
 
 
-def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
-    """JSON type names of a config field annotation, and whether it is a list of strings."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ConfigField:
+    """One field of a config object on the wire: its JSON types, from the dataclass field."""
+
+    name: str
+    kinds: tuple[str, ...]  # JSON type names
+    is_list: bool = False  # a list of strings (a frozenset in the dataclass)
+    choices: type[enum.Enum] | None = None  # an enumeration: its members' lowercase names
+
+    def labels(self) -> list[str]:
+        assert self.choices is not None
+        return [member.name.lower() for member in self.choices]
+
+
+def _config_field(name: str, hint: object) -> _ConfigField:
+    """The wire form of a config field annotation."""
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     names: list[str] = []
     is_list = False
+    choices: type[enum.Enum] | None = None
     for arg in args:
         origin = typing.get_origin(arg) or arg
         if arg is type(None):
             names.append("null")
         elif origin is bool:
             names.append("boolean")
+        elif isinstance(origin, type) and issubclass(origin, enum.Enum):
+            names.append("string")  # before int: an IntEnum is an int too
+            choices = origin
         elif origin is int:
             names.append("integer")
         elif origin is float:
@@ -122,27 +154,35 @@ def _json_kinds(hint: object) -> tuple[tuple[str, ...], bool]:
             is_list = True
         else:  # pragma: no cover - a new config field type needs a JSON form first
             raise TypeError(f"no JSON form for config type {hint!r}")
-    return tuple(names), is_list
+    return _ConfigField(name, tuple(names), is_list, choices)
 
 
-def _config_fields(cls: type) -> list[tuple[str, tuple[str, ...], bool]]:
+def _config_fields(cls: type) -> list[_ConfigField]:
     hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if cls is EngineConfig and f.name in _ENGINE_SKIP:
-            continue
-        kinds, is_list = _json_kinds(hints[f.name])
-        out.append((f.name, kinds, is_list))
+    out = [
+        _config_field(f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if not (cls is EngineConfig and f.name in _ENGINE_SKIP)
+    ]
+    if cls is EngineConfig:
+        out += [
+            _config_field(name, typing.get_type_hints(owner)[name])
+            for name, owner in LIFTED_FIELDS.items()
+        ]
     return out
 
 
 def _section_schema(cls: type) -> dict[str, JsonValue]:
     props: dict[str, JsonValue] = {}
-    for name, kinds, is_list in _config_fields(cls):
-        prop: dict[str, JsonValue] = {"type": kinds[0] if len(kinds) == 1 else list(kinds)}
-        if is_list:
+    for f in _config_fields(cls):
+        prop: dict[str, JsonValue]
+        if f.choices is not None:
+            prop = {"enum": list(f.labels())}
+        else:
+            prop = {"type": f.kinds[0] if len(f.kinds) == 1 else list(f.kinds)}
+        if f.is_list:
             prop["items"] = {"type": "string"}
-        props[name] = prop
+        props[f.name] = prop
     return {
         "type": "object",
         "description": (cls.__doc__ or "").strip().splitlines()[0],
@@ -161,7 +201,8 @@ def config_schema() -> dict[str, JsonValue]:
     return schema
 
 
-def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
+def _json_type_ok(value: object, f: _ConfigField) -> bool:
+    kinds = f.kinds
     if value is None:
         return "null" in kinds
     if isinstance(value, bool):
@@ -172,13 +213,16 @@ def _json_type_ok(value: object, kinds: tuple[str, ...]) -> bool:
         return "number" in kinds
     if isinstance(value, list):
         return "array" in kinds and all(isinstance(v, str) for v in value)
+    if isinstance(value, str):
+        return f.choices is not None and value in f.labels()
     return False
 
 
-def _build(cls: type, data: object, where: str) -> Any:
+def _build(cls: type, data: object, where: str) -> dict[str, Any]:
+    """The constructor arguments of ``cls`` that ``data`` (one config object) asks for."""
     if not isinstance(data, dict):
         raise ProtocolError("bad_hello", f"{where}: expected an object")
-    table = {name: (kinds, is_list) for name, kinds, is_list in _config_fields(cls)}
+    table = {f.name: f for f in _config_fields(cls)}
     unknown = sorted(
         set(data) - set(table) - (set(CONFIG_SECTIONS) if cls is EngineConfig else set())
     )
@@ -188,23 +232,26 @@ def _build(cls: type, data: object, where: str) -> Any:
             f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(table)})",
         )
     kwargs: dict[str, object] = {}
-    for name, (kinds, is_list) in table.items():
+    for name, f in table.items():
         if name not in data:
             continue
         value = data[name]
-        if not _json_type_ok(value, kinds):
-            what = (
-                _expected_int(value)
-                if type(value) is int
-                else f"expected {' or '.join(kinds)}, got {value!r}"
-            )
+        if not _json_type_ok(value, f):
+            if type(value) is int and f.choices is None:
+                what = _expected_int(value)
+            elif f.choices is not None:
+                what = f"expected one of {f.labels()}, got {value!r}"
+            else:
+                what = f"expected {' or '.join(f.kinds)}, got {value!r}"
             raise ProtocolError("bad_hello", f"{where}.{name}: {what}")
-        if is_list:
+        if f.is_list:
             value = frozenset(value)
-        elif type(value) is int and "number" in kinds:
+        elif f.choices is not None and isinstance(value, str):
+            value = next(m for m in f.choices if m.name.lower() == value)
+        elif type(value) is int and "number" in f.kinds:
             value = float(value)  # JSON has one number type; the dataclass wants a float
         kwargs[name] = value
-    return cls(**kwargs)
+    return kwargs
 
 
 def build_config(data: object) -> EngineConfig:
@@ -214,12 +261,15 @@ def build_config(data: object) -> EngineConfig:
     if not isinstance(data, dict):
         raise ProtocolError("bad_hello", "hello.config: expected an object")
     try:
-        health = _build(HealthConfig, data.get("health", {}), "hello.config.health")
-        backoff = _build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
+        health = HealthConfig(**_build(HealthConfig, data.get("health", {}), "hello.config.health"))
+        backoff = BackoffConfig(
+            **_build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
+        )
         engine_fields = {k: v for k, v in data.items() if k not in CONFIG_SECTIONS}
-        base = _build(EngineConfig, engine_fields, "hello.config")
-        assert isinstance(base, EngineConfig)
-        return dataclasses.replace(base, health=health, lifecycle=LifecycleConfig(backoff=backoff))
+        kwargs = _build(EngineConfig, engine_fields, "hello.config")
+        lifted = {name: kwargs.pop(name) for name in LIFTED_FIELDS if name in kwargs}
+        lifecycle = LifecycleConfig(backoff=backoff, **lifted)
+        return EngineConfig(**kwargs, health=health, lifecycle=lifecycle)
     except ProtocolError:
         raise
     except HeirlineError as err:  # ConfigError from a dataclass's own validation
@@ -321,7 +371,8 @@ class Session:
                 return self._hello(msg)
             if self.engine is None:
                 raise ProtocolError(
-                    "hello_required", 'the first line must be {"hello": {"protocol": 1, ...}}'
+                    "hello_required",
+                    f'the first line must be {{"hello": {{"protocol": {PROTOCOL}, "seed": ...}}}}',
                 )
             return self._event(msg, self.engine)
         except ProtocolError as err:
@@ -432,6 +483,41 @@ class Session:
             body["now"] = now
         return orjson.dumps(body) + b"\n"
 
+    # ---------------------------------------------------------------- end
+
+    def end(self) -> bytes:
+        """End of input: shut the engine down and return the last line, or ``b""``.
+
+        Unless there is no engine (no valid hello), the host already shut it down (a
+        ``shutdown`` event), or it broke, the engine gets ``Shutdown("end of input")``
+        at the last accepted ``now`` (with ``clock: monotonic``, the server's time) and
+        the line ``{"id": null, "shutdown": true, "effects": [...]}`` tells the host how
+        every open reply ended. Never raises; an engine that raises here breaks the
+        session and the line carries an ``internal_error`` instead of effects.
+        """
+        engine = self.engine
+        if engine is None or self.broken is not None or engine.shut_down:
+            return b""
+        last = self._last_now if self._last_now is not None else 0
+        now = last
+        if self.clock == "monotonic":
+            now = max(last, self._monotonic_ms() - self._origin)
+        try:
+            effects = engine.handle(Shutdown(reason=END_OF_INPUT), now)
+            body: dict[str, object] = {
+                "id": None,
+                "shutdown": True,
+                "effects": [encode(e) for e in effects],
+            }
+            if self.clock == "monotonic":
+                body["now"] = now
+            return orjson.dumps(body) + b"\n"
+        except Exception as err:  # a bug: say so on the last line, and exit 1
+            self.broken = f"the engine failed at the end of input ({_describe(err)})"
+            self.errors += 1
+            error = {"line": self.lines + 1, "code": "internal_error", "message": self.broken}
+            return orjson.dumps({"id": None, "shutdown": True, "error": error}) + b"\n"
+
 
 def _is_int(value: object) -> bool:
     """An integer every binding holds exactly (not a boolean; within +-MAX_WIRE_INT)."""
@@ -516,8 +602,10 @@ def serve(
 ) -> int:
     """Run one session until EOF on ``stdin``; return the exit status.
 
-    0 on a clean EOF; 1 if the host closed the output pipe or the engine broke
-    (:attr:`Session.broken`: every line after the failure was answered ``engine_broken``).
+    At EOF the engine is shut down and its effects written as one last line
+    (:meth:`Session.end`). 0 on a clean EOF; 1 if the host closed the output pipe
+    or the engine broke (:attr:`Session.broken`: every line after the failure was
+    answered ``engine_broken``).
 
     Input is read in chunks of whatever is available, every complete line of a
     chunk is answered, then the answers are written and flushed together: a
@@ -563,6 +651,7 @@ def serve(
             tail = session.too_long(skipping)
         elif buf:
             tail = session.feed(buf)
+        tail += session.end()  # every open reply ends, and the host learns how
         if tail:
             stdout.write(tail)
             stdout.flush()

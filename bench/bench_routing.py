@@ -1,4 +1,4 @@
-"""Routing: one decision against baselines measured in this same run, and engine throughput.
+"""Breakdown: the routing decision alone, against baselines measured in this same run.
 
 (a) a bare dict lookup (the floor); (b) one ``decide_route`` call for the
 incident's case -- origin socket gone, same-identity successor open (PN-only
@@ -137,22 +137,23 @@ def incident_trace(accounts: int) -> list[tuple[Event, int]]:
     trace += [(Start(account=a), t) for a in names]
     t += 1_000
     trace += [
-        (SocketOpened(account=a, generation=1, pn=f"{PN}:3@s.whatsapp.net"), t) for a in names
+        (SocketOpened(account=a, generation=1, attempt=1, pn=f"{PN}:3@s.whatsapp.net"), t)
+        for a in names
     ]
     t += 59_000
     trace += [
         (ReplyCaptured(reply_id=a, account=a, generation=1, chat="1203@g.us"), t) for a in names
     ]
     t += 108_578
-    trace += [(SocketClosed(account=a, generation=1, status=408), t) for a in names]
+    trace += [(SocketClosed(account=a, generation=1, attempt=1, status=408), t) for a in names]
     t += 114
     trace.append((HealthCheck(), t))
     t += 6_248
-    trace += [(SocketOpened(account=a, generation=2, e164=f"+{PN}"), t) for a in names]
+    trace += [(SocketOpened(account=a, generation=2, attempt=2, e164=f"+{PN}"), t) for a in names]
     t += 100
     trace += [(ReplyReady(reply_id=a, payload="hello"), t) for a in names]
     t += 100
-    trace += [(TransmitAcked(reply_id=a, generation=2), t) for a in names]
+    trace += [(TransmitAcked(reply_id=a, generation=2, attempt=2), t) for a in names]
     return trace
 
 

@@ -19,15 +19,16 @@ import time
 import orjson
 
 from heirline.core import events as ev
-from heirline.core.effects import StartTimer
+from heirline.core.effects import OpenSocket, StartTimer
 from heirline.core.engine import Engine, EngineConfig
+from heirline.core.timers import RetryTimer
 from heirline.core.wire import decode_event, encode
 
 GOAL = 20_000
 ACCOUNTS = 200
 CYCLES = 15
 SEED = 7
-HELLO = {"hello": {"protocol": 1, "seed": SEED, "config": {"health_timer": False}}}
+HELLO = {"hello": {"protocol": 2, "seed": SEED, "config": {"health_timer": False}}}
 BATCH = 512
 
 
@@ -44,9 +45,11 @@ def record_trace() -> list[tuple[int, ev.Event]]:
         return list(engine.handle(event, now))
 
     pn = "4915123456789@s.whatsapp.net"
+    socket: dict[str, int] = {}  # account -> its open socket's attempt
     for k in range(ACCOUNTS):
-        feed(ev.Start(account=f"a{k}"))
-        feed(ev.SocketOpened(account=f"a{k}", generation=1, pn=pn))
+        (opened,) = [e for e in feed(ev.Start(account=f"a{k}")) if isinstance(e, OpenSocket)]
+        socket[f"a{k}"] = opened.attempt
+        feed(ev.SocketOpened(account=f"a{k}", generation=1, attempt=opened.attempt, pn=pn))
     reply = 0
     for cycle in range(CYCLES):
         for k in range(ACCOUNTS):
@@ -56,12 +59,19 @@ def record_trace() -> list[tuple[int, ev.Event]]:
                 rid = f"r{reply}"
                 feed(ev.ReplyCaptured(reply_id=rid, account=account, generation=1, chat="1@g.us"))
                 feed(ev.ReplyReady(reply_id=rid, payload=f"reply {reply} in cycle {cycle}"))
-                feed(ev.TransmitAcked(reply_id=rid, generation=1))
-            effects = feed(ev.SocketClosed(account=account, generation=1, status=408))
-            timer = next(e for e in effects if isinstance(e, StartTimer))
+                feed(ev.TransmitAcked(reply_id=rid, generation=1, attempt=socket[account]))
+            effects = feed(
+                ev.SocketClosed(account=account, generation=1, attempt=socket[account], status=408)
+            )
+            timer = next(
+                e for e in effects if isinstance(e, StartTimer) and isinstance(e.timer, RetryTimer)
+            )
             now = max(now, timer.deadline_ms)
-            feed(ev.TimerFired(key=timer.key))
-            feed(ev.SocketOpened(account=account, generation=1, pn=pn))
+            (opened,) = [
+                e for e in feed(ev.TimerFired(timer=timer.timer)) if isinstance(e, OpenSocket)
+            ]
+            socket[account] = opened.attempt
+            feed(ev.SocketOpened(account=account, generation=1, attempt=opened.attempt, pn=pn))
     return trace
 
 
@@ -100,6 +110,9 @@ def through_stdio(lines: list[bytes]) -> tuple[float, int, list[bytes]]:
     answers = [proc.stdout.readline() for _ in lines]
     elapsed = time.perf_counter() - start
     thread.join(timeout=10)
+    end = proc.stdout.read()  # EOF shuts the engine down: its last line closes every socket
+    assert end.count(b"\n") == 1, end[:200]
+    assert b'"shutdown":true' in end, end[:200]
     proc.wait(timeout=10)
     errors = sum(1 for a in answers if b'"error":{' in a)
     return elapsed, errors, answers

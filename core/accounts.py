@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from heirline.core.controller import Controller
 from heirline.core.errors import Rejection
-from heirline.core.lifecycle import SOCKET_STATES, Controller, LifecycleConfig, State
+from heirline.core.lifecycle import SOCKET_STATES, LifecycleConfig, State
 from heirline.core.registry import RegistryEntry
 
 # Enum members the hot paths read, as module constants (class attribute access is slow on 3.11).
@@ -28,29 +29,42 @@ _STATE_OPEN = State.OPEN
 class Account(RegistryEntry):
     """One account: registration, newest generation, socket attempt counter, health watch."""
 
-    __slots__ = ("last_attempt", "latest", "name", "watched")
+    __slots__ = ("changed", "last_attempt", "latest", "name", "watched")
 
     latest: Controller
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, changed: dict[str, Account] | None = None) -> None:
         super().__init__()
         self.name = name
         self.last_attempt = 0
         self.watched = False
+        #: Where the table collects accounts whose counters changed (``None``: no journal).
+        self.changed = changed
 
     def next_attempt(self) -> int:
         """A fresh socket attempt number for this account (1, 2, 3, ...; never reused)."""
         self.last_attempt += 1
+        if self.changed is not None:
+            self.changed[self.name] = self
         return self.last_attempt
+
+    def next_generation(self) -> int:
+        """Issue the next generation (1, 2, 3, ...); never reused."""
+        generation = super().next_generation()
+        if self.changed is not None:
+            self.changed[self.name] = self
+        return generation
 
 
 class Accounts:
     """Every account the engine knows, and every generation it still keeps."""
 
-    __slots__ = ("_accounts", "_attention", "_older", "_open", "lifecycle")
+    __slots__ = ("_accounts", "_attention", "_older", "_open", "changed", "lifecycle")
 
-    def __init__(self, lifecycle: LifecycleConfig) -> None:
+    def __init__(self, lifecycle: LifecycleConfig, *, journal: bool = False) -> None:
         self.lifecycle = lifecycle
+        #: Accounts whose counters changed since the journal last took them (``None``: no journal).
+        self.changed: dict[str, Account] | None = {} if journal else None
         self._accounts: dict[str, Account] = {}
         self._older: dict[tuple[str, int], Controller] = {}  # not newest, still named
         #: Watched accounts whose newest generation is open, in order of its ``event_ms``.
@@ -149,7 +163,7 @@ class Accounts:
         """Issue the next generation of ``name`` and make it the newest (not yet started)."""
         acct = self._accounts.get(name)
         if acct is None:
-            acct = self._accounts[name] = Account(name)
+            acct = self._accounts[name] = Account(name, self.changed)
             previous = None
         else:
             previous = acct.latest
@@ -162,6 +176,36 @@ class Accounts:
             self.settle(previous)
         self.place(acct)
         return acct, ctl
+
+    def restore(self, name: str, generation: int, attempt: int, now: int) -> Account:
+        """An account as a restarted engine finds it: counters continued, no live generation.
+
+        Its newest generation is a stopped stand-in for the one issued last (a
+        generation of the process that died); the registry will grant only newer ones.
+        """
+        if name in self._accounts:
+            raise Rejection("account_exists", f"account {name!r} is already known to this engine")
+        acct = self._accounts[name] = Account(name, self.changed)
+        acct.issued = acct.high = generation
+        acct.last_attempt = attempt
+        acct.latest = self.stand_in(acct, generation, now)
+        return acct
+
+    def stand_in(self, acct: Account, generation: int, now: int) -> Controller:
+        """A stopped controller for a generation of a process that died (a reply's origin)."""
+        if generation == acct.issued and hasattr(acct, "latest"):
+            return acct.latest
+        ctl = Controller(acct.name, generation, self.lifecycle, acct)
+        ctl.stop("process restarted", now)
+        ctl.event_ms = now
+        if generation != acct.issued:
+            self._older[(acct.name, generation)] = ctl
+        return ctl
+
+    def drop_older(self, name: str) -> None:
+        """Forget every older generation of ``name`` nothing refers to any more."""
+        for key in [k for k in self._older if k[0] == name]:
+            self.settle(self._older[key])
 
     def settle(self, ctl: Controller) -> None:
         """Forget ``ctl`` if nothing can refer to it any more.

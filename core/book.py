@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from heirline.core.controller import Controller
 from heirline.core.delivery import KINDS, EndedReply, Reply, ReplyState, ReplyTrigger
 from heirline.core.effects import (
     CancelTimer,
@@ -33,7 +34,7 @@ from heirline.core.effects import (
 )
 from heirline.core.errors import Rejection
 from heirline.core.identity import KeyIndex, MappingView, SelfIdentity, identity_keys, resolve
-from heirline.core.lifecycle import Controller
+from heirline.core.journal import EndedRecord, ReplyRecord
 from heirline.core.routing import Route, RouteKind
 from heirline.core.timers import DeadlineTimer
 
@@ -67,7 +68,9 @@ class ReplyBook:
     """Open replies, the waiting index, the in-flight index and the memory of ended replies."""
 
     __slots__ = (
+        "_changed",
         "_ended",
+        "_ended_since",
         "_flight",
         "_incomplete",
         "_message_ids",
@@ -88,6 +91,7 @@ class ReplyBook:
         remember_ended: int,
         release: Callable[[Controller], None],
         log_level: LogLevel = _LOGLEVEL_DEBUG,
+        journal: bool = False,
     ) -> None:
         self.log_level = log_level
         self.max_transmissions = max_transmissions
@@ -100,6 +104,10 @@ class ReplyBook:
         self._ended: OrderedDict[str, EndedReply] = OrderedDict()
         self._message_ids: dict[str, str] = {}  # message id -> reply id, open and remembered
         self._incomplete: KeyIndex[Reply] = KeyIndex()  # replies a mapping pair may complete
+        # The journal's view (None without one): open replies changed, replies ended, since
+        # the last take().
+        self._changed: dict[str, Reply] | None = {} if journal else None
+        self._ended_since: list[EndedRecord] | None = [] if journal else None
 
     # ------------------------------------------------------------------ queries
 
@@ -177,6 +185,10 @@ class ReplyBook:
         self._message_ids[message_id] = reply_id
         self._incomplete.add(reply, reply.keys)
         origin.refs += 1
+        changed = self._changed
+        if changed is not None:
+            reply.changed = changed
+            changed[reply_id] = reply
         out: list[Effect] = [StartTimer(DeadlineTimer(reply_id), deadline_ms)]
         if self.log_level <= _DEBUG:
             out.append(
@@ -196,7 +208,8 @@ class ReplyBook:
         reply = self._open.get(reply_id)
         if reply is None:
             code = "reply_ended" if reply_id in self._ended else "unknown_reply"
-            raise Rejection(code, f"reply {reply_id!r} is {code.replace('_', ' ')}")
+            what = "already ended" if code == "reply_ended" else "was never captured"
+            raise Rejection(code, f"reply {reply_id!r} {what}")
         return reply
 
     def ready(self, reply_id: str, payload: str) -> Reply:
@@ -400,6 +413,100 @@ class ReplyBook:
                 out += self._end(reply, "failed", f"{reason} before the reply was sent")
         return out
 
+    # ------------------------------------------------------------------ the journal
+
+    def take(self) -> tuple[tuple[ReplyRecord, ...], tuple[EndedRecord, ...]]:
+        """The open replies changed and the replies ended since the last take (then forget)."""
+        changed, ended = self._changed, self._ended_since
+        if changed is None or ended is None:
+            return (), ()
+        replies = tuple(record(r) for r in changed.values())
+        gone = tuple(ended)
+        changed.clear()
+        ended.clear()
+        return replies, gone
+
+    def remember(self, ended: EndedRecord) -> None:
+        """An ended reply from a journal: remembered as if it had ended here."""
+        sent = dict(ended.sent)
+        state = ReplyState(ended.state)
+        self._ended[ended.reply_id] = EndedReply(state, sent, ended.acked_attempt, ended.message_id)
+        self._message_ids[ended.message_id] = ended.reply_id
+        if len(self._ended) > self.remember_ended:
+            forgotten, old = self._ended.popitem(last=False)
+            if self._message_ids.get(old.message_id) == forgotten:
+                del self._message_ids[old.message_id]
+
+    def adopt(self, rec: ReplyRecord, origin: Controller, identity: SelfIdentity) -> list[Effect]:
+        """An open reply from a journal, in a world where every socket is gone.
+
+        It keeps its identity, deadline, message id, payload and what was sent.
+        A transmission that had no outcome yet may have reached the receiver: as
+        for a closed socket, the reply waits to be resent with the same message
+        id if its kind may be, and otherwise ends ``unknown``.
+        """
+        self.check_new(rec.reply_id, rec.kind, rec.message_id)
+        out = self.capture(
+            rec.reply_id,
+            origin,
+            rec.chat,
+            rec.kind,
+            rec.message_id,
+            identity,
+            rec.deadline_ms,
+        )[:1]  # the deadline timer, again
+        reply = self._open[rec.reply_id]
+        reply.transmissions = rec.transmissions
+        reply.io_ever_started = rec.io_started or rec.in_flight
+        reply.sent = dict(rec.sent)
+        if rec.payload is None:
+            return out
+        reply.payload = rec.payload
+        if rec.in_flight:
+            reply._set_state(_G.TRANSMIT)
+            if reply.kind not in self.resendable_kinds:
+                reply._set_state(_G.LOST_UNRESENDABLE)
+                why = (
+                    "process restarted while a transmission was in flight: it may have reached "
+                    f"the receiver; {reply.kind} is never resent"
+                )
+                return out + self._end(reply, "unknown", why)
+            if reply.transmissions >= self.max_transmissions:
+                reply._set_state(_G.LOST_UNRESENDABLE)
+                why = (
+                    f"process restarted after {reply.transmissions} transmissions; "
+                    "an earlier one may have arrived"
+                )
+                return out + self._end(reply, "unknown", why)
+            reply._set_state(_G.LOST_RESENDABLE)
+        else:
+            reply._set_state(_G.HOLD)
+        reply.wait_reason = "process restarted: waiting for a same-identity successor"
+        self._waiting.setdefault(reply.account, {})[reply.reply_id] = reply
+        return out
+
+    def release(self, account: str) -> list[Effect]:
+        """Hand ``account``'s open replies over (another owner adopts them): no outcome here.
+
+        They leave this book without ending: their deadline timers are cancelled
+        and they are not remembered as ended.
+        """
+        out: list[Effect] = []
+        for reply in [r for r in self._open.values() if r.account == account]:
+            self._unwait(reply)
+            self._incomplete.remove(reply, reply.keys)
+            self._land(reply)
+            del self._open[reply.reply_id]
+            if self._message_ids.get(reply.message_id) == reply.reply_id:
+                del self._message_ids[reply.message_id]
+            if self._changed is not None:
+                self._changed.pop(reply.reply_id, None)
+            reply.origin.refs -= 1
+            if reply.origin.refs == 0:
+                self._release(reply.origin)
+            out.append(CancelTimer(DeadlineTimer(reply.reply_id)))
+        return out
+
     # ------------------------------------------------------------------ internals
 
     def _unwait(self, reply: Reply) -> None:
@@ -437,6 +544,19 @@ class ReplyBook:
         del self._open[reply.reply_id]
         ended = self._ended
         ended[reply.reply_id] = EndedReply(reply.state, reply.sent, acked_attempt, reply.message_id)
+        if self._ended_since is not None:
+            assert self._changed is not None
+            self._changed.pop(reply.reply_id, None)
+            self._ended_since.append(
+                EndedRecord(
+                    reply.reply_id,
+                    reply.account,
+                    reply.state.value,
+                    reply.message_id,
+                    tuple(reply.sent.items()),
+                    acked_attempt,
+                )
+            )
         if len(ended) > self.remember_ended:
             forgotten, record = ended.popitem(last=False)
             if self._message_ids.get(record.message_id) == forgotten:
@@ -452,3 +572,25 @@ class ReplyBook:
         if level < self.log_level:
             return []
         return [Log(level.label, code, message, None, generation)]
+
+
+def record(reply: Reply) -> ReplyRecord:
+    """The durable form of an open reply."""
+    identity = reply.identity
+    return ReplyRecord(
+        reply_id=reply.reply_id,
+        account=reply.account,
+        origin=reply.origin.generation,
+        chat=reply.chat,
+        kind=reply.kind,
+        message_id=reply.message_id,
+        deadline_ms=reply.deadline_ms,
+        pn=None if identity.pn is None else str(identity.pn),
+        lid=None if identity.lid is None else str(identity.lid),
+        e164=identity.e164,
+        payload=None if reply.state is _REPLYSTATE_PENDING else reply.payload,
+        transmissions=reply.transmissions,
+        io_started=reply.io_ever_started,
+        sent=tuple(reply.sent.items()),
+        in_flight=reply.via is not None,
+    )

@@ -41,6 +41,9 @@ class EngineConfig:
     external_registry: bool = False
     #: The lowest level of log record the engine builds (``LogLevel.OFF``: none).
     log_level: LogLevel = LogLevel.DEBUG
+    #: Whether the engine records what changed in its durable state for a journal
+    #: (``Engine.take_changes``; see ``heirline.core.journal``).
+    journal: bool = False
 
     def __post_init__(self) -> None:
         for name in ("reply_deadline_ms", "max_transmissions", "remember_ended"):

@@ -17,9 +17,9 @@ trigger through :meth:`Reply._set_state`, the one place a reply changes state.
 from enum import StrEnum
 from typing import NamedTuple
 
+from heirline.core.controller import Controller
 from heirline.core.errors import InvalidTransition
 from heirline.core.identity import Keys, SelfIdentity, identity_keys
-from heirline.core.lifecycle import Controller
 from heirline.core.machine import MachineSpec, Transition
 
 
@@ -124,6 +124,7 @@ class Reply:
 
     __slots__ = (
         "account",
+        "changed",
         "chat",
         "deadline_ms",
         "identity",
@@ -169,6 +170,8 @@ class Reply:
         self.io_ever_started = False
         self.sent: dict[int, int] = {}
         self.wait_reason = ""
+        #: Where the book collects replies whose durable state changed (``None``: no journal).
+        self.changed: dict[str, Reply] | None = None
 
     def __repr__(self) -> str:
         return f"Reply({self.reply_id!r}, state={self.state.value!r}, via={self.via_attempt})"
@@ -179,6 +182,9 @@ class Reply:
             self.state = _ROWS[self.state][trigger]
         except KeyError:
             raise InvalidTransition(DELIVERY.name, self.state, trigger) from None
+        changed = self.changed
+        if changed is not None:  # every durable change of a reply comes with a state change
+            changed[self.reply_id] = self
 
 
 class EndedReply(NamedTuple):

@@ -194,7 +194,7 @@ class TransmitFailed(Event):
 class RegistryAnswer(Event):
     """An external registry answered a ``RegisterRequest`` for ``generation`` of ``account``.
 
-    Only an engine built with an external registry (``EngineConfig.registry``)
+    Only an engine built with an external registry (``EngineConfig.external_registry``)
     asks; the in-memory registry answers within the same step. ``granted``
     false means another owner holds the account (``reason`` says why).
     """

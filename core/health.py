@@ -2,8 +2,9 @@
 
 Pure: time comes in as integer milliseconds, nothing is read from a clock. A
 :class:`HealthMonitor` keeps only per-account restart history (for cooldown
-and the restart-intensity limit), mutated in place by its owner, and forgets
-an account's history once it can no longer affect a decision.
+and the restart-intensity limit), mutated in place by its owner: at most the
+restarts within the window per account, and nothing once the owner stops the
+account or hands it over (:meth:`HealthMonitor.forget`).
 
 What is wanted, from a snapshot (first match wins):
 

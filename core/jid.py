@@ -101,6 +101,19 @@ class Jid:
         device = "" if self.device is None else f":{self.device}"
         return f"{self.user}{agent}{device}@{self.server}"
 
+    @classmethod
+    def trusted(cls, user: str, server: str) -> Jid:
+        """A normalized JID from parts already checked (the parser's fast path): no validation.
+
+        ``server`` must be one of :data:`SERVERS` as spelled there.
+        """
+        jid = object.__new__(cls)
+        object.__setattr__(jid, "user", user)
+        object.__setattr__(jid, "server", _CANONICAL[server])
+        object.__setattr__(jid, "agent", None)
+        object.__setattr__(jid, "device", None)
+        return jid
+
     @property
     def normalized(self) -> Jid:
         """The account this JID names: agent and device dropped, ``c.us`` -> ``s.whatsapp.net``."""

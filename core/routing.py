@@ -33,7 +33,7 @@ class RouteKind(StrEnum):
 class ControllerView(NamedTuple):
     """What routing needs to know about one controller generation (a plain-value form).
 
-    :class:`~heirline.core.lifecycle.Controller` has the same attributes, so the
+    :class:`~heirline.core.controller.Controller` has the same attributes, so the
     engine passes its controllers as they are; tests and hosts may pass these.
     """
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from heirline.core.accounts import Accounts
+from heirline.core.controller import Controller
 from heirline.core.effects import Effect, Log, LogLevel
 from heirline.core.health import ControllerSnapshot, HealthAction, HealthMonitor
-from heirline.core.lifecycle import Controller, State
+from heirline.core.lifecycle import State
 
 #: Starts a new generation of an account at a time: the engine's own ``Start``.
 Restart = Callable[[str, int], list[Effect]]

@@ -441,7 +441,7 @@ def test_non_json_constants_are_refused(tmp_path: Path, constant: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("auth\x00dir", "embedded null byte"), ("auth\ud800", "surrogates not allowed")],
+    [("auth\x00dir", "it holds a NUL character"), ("auth\ud800", "surrogates not allowed")],
     ids=["nul", "lone-surrogate"],
 )
 def test_a_path_no_file_can_have_is_an_auth_dir_error(

@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heirline.core.backoff import BackoffConfig, retry_delay_ms
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.effects import Log, OpenSocket, StartTimer
 from heirline.core.errors import ConfigError
-from heirline.core.lifecycle import AttemptCounter, Controller, LifecycleConfig, State
+from heirline.core.lifecycle import LifecycleConfig, State
 from heirline.core.policy import DEFAULT_STATUS_POLICY, CloseAction, Status
 from heirline.core.timers import RetryTimer
 

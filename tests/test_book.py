@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from heirline.core.book import ReplyBook
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.delivery import KINDS, EndedReply, Reply, ReplyState, ReplyTrigger
 from heirline.core.effects import (
     CancelTimer,
@@ -22,7 +23,7 @@ from heirline.core.effects import (
 )
 from heirline.core.errors import InvalidTransition, Rejection
 from heirline.core.identity import SelfIdentity
-from heirline.core.lifecycle import AttemptCounter, Controller, LifecycleConfig
+from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.routing import Route, RouteKind
 from heirline.core.timers import DeadlineTimer
 

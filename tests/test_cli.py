@@ -119,7 +119,7 @@ def test_serve_stdio_answers_the_handshake_and_one_event_per_line() -> None:
     import sys
 
     lines = (
-        '{"hello":{"protocol":1,"seed":1}}\n'
+        '{"hello":{"protocol":2,"seed":1}}\n'
         '{"id":1,"now":0,"event":{"type":"start","account":"a"}}\n'
     )
     done = subprocess.run(
@@ -130,10 +130,15 @@ def test_serve_stdio_answers_the_handshake_and_one_event_per_line() -> None:
         timeout=60,
         check=True,
     )
-    hello, answer = (json.loads(line) for line in done.stdout.splitlines())
-    assert hello["hello"]["protocol"] == 1
+    hello, answer, end = (json.loads(line) for line in done.stdout.splitlines())
+    assert hello["hello"]["protocol"] == 2
     assert answer["id"] == 1
     assert [e["type"] for e in answer["effects"]][:2] == ["registered", "open_socket"]
+    assert answer["effects"][1]["attempt"] == 1
+    # EOF shuts the engine down: the last line closes the socket the start asked for
+    assert end["shutdown"] is True
+    assert end["effects"][0]["type"] == "close_socket"
+    assert end["effects"][0]["attempt"] == 1
     assert "1 events, 0 errors" in done.stderr
 
 

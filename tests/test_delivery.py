@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from machine_oracle import Oracle, check_pair, fire, state_assignments
 
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.delivery import (
     DELIVERY,
     KINDS,
@@ -24,7 +25,7 @@ from heirline.core.delivery import (
 )
 from heirline.core.errors import InvalidTransition
 from heirline.core.identity import SelfIdentity, identity_keys
-from heirline.core.lifecycle import AttemptCounter, Controller, LifecycleConfig
+from heirline.core.lifecycle import LifecycleConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

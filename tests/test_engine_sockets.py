@@ -244,3 +244,16 @@ def test_a_failure_on_the_current_socket_sends_again() -> None:
     assert codes(
         run.at(2_700, ev.TransmitFailed(reply_id="r1", generation=2, attempt=2, io_started=True))
     ) == ["unexpected_failure"]
+
+
+def test_a_late_socket_is_closed_whatever_identity_it_shows() -> None:
+    """A stale open with a malformed JID must not be refused (and left open) but closed."""
+    from heirline.core.engine import Engine
+
+    engine = Engine(random=lambda: 0.5)
+    engine.handle(ev.Start(account="x"), 0)
+    engine.handle(ev.Stop(account="x", generation=1), 1)
+    out = engine.handle(
+        ev.SocketOpened(account="x", generation=1, attempt=1, pn="not a jid at all"), 2
+    )
+    assert [type(e) for e in out] == [fx.CloseSocket]

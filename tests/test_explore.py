@@ -629,11 +629,18 @@ def must_reject(world: World) -> Iterator[BadInput]:
         kept = engine.generations(account)
         for gen in range(1, newest + 1):
             attempt = checker.latest_socket.get((account, gen), 1)
+            # A malformed identity is refused only on the socket the controller holds now;
+            # on a stale socket it is closed, whatever it shows (a racy input, below).
+            holds = engine.controller_socket(account, gen) == attempt and engine.controller_state(
+                account, gen
+            ) in ("connecting", "open", "closing")
             for bad in (
                 {"pn": "garbage"},
                 {"pn": f"{ALICE_LID}@lid"},
                 {"pn": f"{ALICE_PN}@s.whatsapp.net", "e164": f"+{BOB_PN}"},
             ):
+                if not holds:
+                    continue
                 yield (
                     SocketOpened(account=account, generation=gen, attempt=attempt, **bad),
                     now,

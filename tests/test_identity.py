@@ -559,3 +559,38 @@ def test_self_identity_round_trips_through_strings(identity: SelfIdentity) -> No
 @given(st.permutations([*BOTH_MAPPINGS.pairs, (PN_USER, LID_USER)]))
 def test_mapping_does_not_depend_on_pair_order(pairs: list[tuple[str, str]]) -> None:
     assert LidMapping.from_pairs(pairs) == BOTH_MAPPINGS
+
+
+_JID_TEXT = st.one_of(
+    st.from_regex(
+        r"[0-9]{1,16}(_(0|[1-9][0-9]{0,10}))?(:(0|[0-9]{1,11}))?@(s\.whatsapp\.net|c\.us|hosted|"
+        r"lid|hosted\.lid|LID|S\.WhatsApp\.Net|g\.us)",
+        fullmatch=True,
+    ),
+    st.text(max_size=30),
+)
+
+
+def _slow(pn: str | None, lid: str | None) -> SelfIdentity:
+    """The validating constructor alone (what parse's fast path must agree with)."""
+    return SelfIdentity(
+        pn=None if pn is None else parse_jid(pn), lid=None if lid is None else parse_jid(lid)
+    )
+
+
+@given(pn=st.none() | _JID_TEXT, lid=st.none() | _JID_TEXT)
+def test_the_parse_fast_path_agrees_with_the_validating_parser(
+    pn: str | None, lid: str | None
+) -> None:
+    try:
+        expected: SelfIdentity | str = _slow(pn, lid)
+    except JidError as err:
+        expected = f"error: {err}"
+    try:
+        got: SelfIdentity | str = SelfIdentity.parse(pn=pn, lid=lid)
+    except JidError as err:
+        got = f"error: {err}"
+    assert got == expected
+    if isinstance(got, SelfIdentity) and isinstance(expected, SelfIdentity):
+        assert (got.pn, got.lid, got.e164) == (expected.pn, expected.lid, expected.e164)
+        assert got.pn is None or got.pn.server in {"s.whatsapp.net", "hosted"}

@@ -20,6 +20,7 @@ import pytest
 from heirline.core import identity, routing
 from heirline.core.accounts import Accounts
 from heirline.core.book import ReplyBook
+from heirline.core.controller import Controller
 from heirline.core.effects import CloseSocket, Effect, Rejected, Transmit
 from heirline.core.engine import Engine
 from heirline.core.events import (
@@ -38,7 +39,7 @@ from heirline.core.events import (
     WatchdogSilence,
 )
 from heirline.core.identity import LidMapping, SelfIdentity, Verdict, VerdictKind, compare
-from heirline.core.lifecycle import Controller, State
+from heirline.core.lifecycle import State
 from heirline.core.registry import ChangeKind, RegistryChange, RegistryEntry
 from heirline.core.routing import RouteKind
 from heirline.core.timers import DeadlineTimer

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from machine_oracle import Oracle, check_pair, fire, state_assignments
 
 from heirline.core.backoff import BackoffConfig
+from heirline.core.controller import AttemptCounter, AttemptSource, Controller
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
@@ -29,9 +30,6 @@ from heirline.core.lifecycle import (
     LIFECYCLE,
     SOCKET_STATES,
     TERMINAL_STATES,
-    AttemptCounter,
-    AttemptSource,
-    Controller,
     LifecycleConfig,
     State,
     Trigger,
@@ -814,8 +812,8 @@ def test_only_set_state_assigns_a_state_anywhere_in_the_package() -> None:
         for where in state_assignments(path)
     }
     assert found == {
-        "core/lifecycle.py:Controller.__init__",
-        "core/lifecycle.py:Controller._set_state",
+        "core/controller.py:Controller.__init__",
+        "core/controller.py:Controller._set_state",
         "core/delivery.py:Reply.__init__",
         "core/delivery.py:Reply._set_state",
         "core/errors.py:InvalidTransition.__init__",

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from heirline.core import effects as fx
+from heirline.core.timers import HealthTimer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -55,4 +56,9 @@ def test_the_engine_example_runs_and_returns_what_the_comment_says() -> None:
     effects = namespace["effects"]
     assert isinstance(effects, list)
     assert [type(e) for e in effects] == [fx.Registered, fx.OpenSocket, fx.Log, fx.StartTimer]
-    assert effects[1] == fx.OpenSocket(account="acct", generation=1)
+    assert effects[1] == fx.OpenSocket(account="acct", generation=1, attempt=1)
+    assert effects[3] == fx.StartTimer(timer=HealthTimer(), deadline_ms=300_000)
+    # The comment shows those two effects exactly as they print.
+    comment = code.split("# -> ", 1)[1]
+    assert repr(effects[1]) in comment
+    assert repr(effects[3]) in comment

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import pytest
 
+from heirline.core.controller import AttemptCounter, Controller
 from heirline.core.identity import (
     NO_KEYS,
     Keys,
@@ -16,13 +17,7 @@ from heirline.core.identity import (
     identity_keys,
     resolve,
 )
-from heirline.core.lifecycle import (
-    TERMINAL_STATES,
-    AttemptCounter,
-    Controller,
-    LifecycleConfig,
-    State,
-)
+from heirline.core.lifecycle import TERMINAL_STATES, LifecycleConfig, State
 from heirline.core.routing import ControllerView, RouteKind, View, decide_route
 
 PN = "4915123456789@s.whatsapp.net"

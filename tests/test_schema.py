@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from protocol_codes import engine_rejection_codes
 
 from heirline.adapters import schema as schema_mod
 from heirline.adapters.stdio import ERROR_CODES, Session, serve
@@ -163,12 +164,36 @@ def test_every_vector_line_obeys_the_schema(path: Path) -> None:
     assert errors(_load("hello.request.json"), hello) == []
     out = io.BytesIO()
     serve(io.BytesIO(lines[0] + b"\n"), out, io.StringIO(), session=Session())
-    assert errors(_load("hello.response.json"), orjson.loads(out.getvalue())) == []
+    hello_answer, idle_end = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert errors(_load("hello.response.json"), hello_answer) == []
+    assert errors(_load("end.json"), idle_end) == []
+    if len(lines) % 2 == 0:  # the last line is the server's at end of input
+        end = orjson.loads(lines.pop())
+        assert errors(_load("end.json"), end) == []
+        assert errors(_load("response.json"), end)  # not an answer to a line
     for line, answer_line in zip(lines[1::2], lines[2::2], strict=True):
         answer = orjson.loads(answer_line)
         assert errors(_load("response.json"), answer) == [], answer_line
+        assert errors(_load("end.json"), answer)  # an answer is never taken for the end
         if "effects" in answer:
             assert errors(_load("request.json"), orjson.loads(line)) == [], line
+
+
+def test_the_end_of_input_line_and_its_error_form_obey_the_schema() -> None:
+    end = _load("end.json")
+    ok = {"id": None, "shutdown": True, "effects": [{"type": "cancel_timer", "timer": "health"}]}
+    assert errors(end, ok) == []
+    assert errors(end, {**ok, "now": 5}) == []
+    broken = {
+        "id": None,
+        "shutdown": True,
+        "error": {"line": 3, "code": "internal_error", "message": "boom"},
+    }
+    assert errors(end, broken) == []
+    assert errors(end, {**ok, "id": 1})
+    assert errors(end, {**ok, "shutdown": False})
+    assert errors(end, {"id": None, "effects": []})
+    assert errors(end, {**ok, "error": broken["error"]})
 
 
 def test_bad_lines_break_the_schema_too() -> None:
@@ -178,12 +203,22 @@ def test_bad_lines_break_the_schema_too() -> None:
     assert errors(request, {"now": 1, "event": {"type": "start", "account": 5}})
     assert errors(request, {"now": 1, "event": {"type": "health_check"}, "x": 1})
     assert errors(request, {"id": [1], "now": 1, "event": {"type": "health_check"}})
+    assert errors(request, {"now": 1, "event": {"type": "timer_fired", "key": "health"}})
+    socket_closed = {"type": "socket_closed", "account": "a", "generation": 1, "status": 408}
+    assert errors(request, {"now": 1, "event": socket_closed})  # protocol 2: attempt required
+    assert not errors(request, {"now": 1, "event": {**socket_closed, "attempt": 1}})
+    activity = {"type": "activity", "account": "a", "generation": 1, "attempt": 1}
+    assert not errors(request, {"now": 1, "event": {**activity, "kind": "inbound"}})
+    assert errors(request, {"now": 1, "event": {**activity, "kind": "ping"}})
     hello = _load("hello.request.json")
-    assert errors(hello, {"hello": {"protocol": 2, "seed": 1}})
-    assert errors(hello, {"hello": {"protocol": 1, "seed": 1, "mapping": [["a"]]}})
-    assert errors(hello, {"hello": {"protocol": 1, "seed": 1, "config": {"health": {"x": 1}}}})
-    assert errors(hello, {"hello": {"protocol": 1, "seed": 1, "mapping": [["a", "b", "c"]]}})
-    assert not errors(hello, {"hello": {"protocol": 1, "seed": 1, "mapping": [["a", "b"]]}})
+    assert errors(hello, {"hello": {"protocol": 1, "seed": 1}})
+    assert errors(hello, {"hello": {"protocol": 3, "seed": 1}})
+    assert errors(hello, {"hello": {"protocol": 2, "seed": 1, "mapping": [["a"]]}})
+    assert errors(hello, {"hello": {"protocol": 2, "seed": 1, "config": {"health": {"x": 1}}}})
+    assert errors(hello, {"hello": {"protocol": 2, "seed": 1, "mapping": [["a", "b", "c"]]}})
+    assert errors(hello, {"hello": {"protocol": 2, "seed": 1, "config": {"watchdog_ms": "1"}}})
+    assert not errors(hello, {"hello": {"protocol": 2, "seed": 1, "mapping": [["a", "b"]]}})
+    assert not errors(hello, {"hello": {"protocol": 2, "seed": 1, "config": {"watchdog_ms": None}}})
     log = _load("effect.log.json")
     assert not errors(log, {"type": "log", "level": "x", "code": "y", "message": "z"})
     assert errors(
@@ -201,15 +236,14 @@ def test_protocol_doc_shows_the_current_incident_transcript() -> None:
 
 
 def test_protocol_doc_lists_every_code_the_engine_rejects_with() -> None:
-    """Every literal code of a ``rejected`` effect in the core has a row in docs/protocol.md."""
+    """Every code of a ``rejected`` effect in the core has a row in docs/protocol.md, and
+    every row names a code the core still has."""
     doc = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-    rows = doc.split("### Codes of `rejected` effects", 1)[1]
-    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "core").glob("*.py")))
-    codes = set(re.findall(r'\b_?Rejection\(\s*"(\w+)"', source))
-    codes |= set(re.findall(r'Rejected\(\s*code="(\w+)"', source))
-    codes |= set(re.findall(r'_carried\([^)]*"(\w+)"\)', source))
-    for either in re.findall(r'code = "(\w+)" if .* else "(\w+)"', source):
-        codes |= set(either)
+    section = doc.split("### Codes of `rejected` effects", 1)[1].split("\n## ", 1)[0]
+    codes = engine_rejection_codes()
     assert {"unknown_controller", "unexpected_ack", "reply_ended", "unknown_event"} <= codes
+    assert {"bad_identity", "mapping_conflict", "duplicate_message_id", "shut_down"} <= codes
     for code in sorted(codes):
-        assert f"| `{code}` |" in rows, f"docs/protocol.md does not list rejected code {code}"
+        assert f"| `{code}` |" in section, f"docs/protocol.md does not list rejected code {code}"
+    rows = set(re.findall(r"^\| `(\w+)` \|", section, flags=re.M))
+    assert rows == codes, f"docs/protocol.md lists codes the core no longer has: {rows - codes}"

@@ -17,17 +17,31 @@ from hypothesis import strategies as st
 
 from heirline.adapters import stdio
 from heirline.adapters.stdio import MAX_LINE_BYTES, Session, serve
-from heirline.core.effects import Effect
-from heirline.core.events import EVENT_TYPES, Event
+from heirline.core.effects import Effect, LogLevel
+from heirline.core.events import EVENT_TYPES, Event, Shutdown
+from heirline.core.timers import HEALTH, DeadlineTimer, RetryTimer, WatchdogTimer
 from heirline.core.wire import encode
 
-HELLO = b'{"hello": {"protocol": 1, "seed": 7}}'
+HELLO = b'{"hello": {"protocol": 2, "seed": 7}}'
 START = b'{"id": 1, "now": 10, "event": {"type": "start", "account": "a"}}'
+#: The server's last line at EOF when nothing was open: the shutdown changed nothing visible.
+QUIET_END: dict[str, object] = {"id": None, "shutdown": True, "effects": []}
 
 
 def run(
     *lines: bytes, session: Session | None = None, max_line: int = MAX_LINE_BYTES
 ) -> tuple[list[dict[str, Any]], str]:
+    """Serve ``lines`` then EOF: the answer to each line (the EOF line, if any, is left out)."""
+    answers, err = run_all(*lines, session=session, max_line=max_line)
+    if answers and "shutdown" in answers[-1]:
+        answers.pop()
+    return answers, err
+
+
+def run_all(
+    *lines: bytes, session: Session | None = None, max_line: int = MAX_LINE_BYTES
+) -> tuple[list[dict[str, Any]], str]:
+    """Serve ``lines`` then EOF: every line the server wrote, the EOF line included."""
     out, err = io.BytesIO(), io.StringIO()
     data = b"".join(line + b"\n" for line in lines)
     assert serve(io.BytesIO(data), out, err, session=session, max_line=max_line) == 0
@@ -41,36 +55,64 @@ def error(answer: dict[str, Any]) -> tuple[object, object]:
 
 
 def test_handshake_then_one_answer_per_line() -> None:
-    answers, summary = run(HELLO, START, b'{"now": 20, "event": {"type": "health_check"}}')
-    assert answers[0] == {"hello": {"protocol": 1, "heirline": stdio.version(), "clock": "host"}}
+    answers, summary = run_all(HELLO, START, b'{"now": 20, "event": {"type": "health_check"}}')
+    assert answers[0] == {"hello": {"protocol": 2, "heirline": stdio.version(), "clock": "host"}}
     assert answers[1]["id"] == 1
     assert [e["type"] for e in answers[1]["effects"]][:2] == ["registered", "open_socket"]
+    assert answers[1]["effects"][1] == {
+        "type": "open_socket",
+        "account": "a",
+        "generation": 1,
+        "attempt": 1,
+    }
     assert answers[2] == {"id": None, "effects": []}
+    # EOF: the server shuts the engine down; the last line says what that did.
+    assert answers[3]["shutdown"] is True
+    assert [e["type"] for e in answers[3]["effects"]] == [
+        "close_socket",
+        "log",
+        "unregistered",
+        "cancel_timer",
+    ]
+    assert len(answers) == 4
     assert summary == "heirline serve: 3 lines, 2 events, 0 errors, 0 rejected\n"
+
+
+def test_protocol_1_is_refused_with_the_versions_spoken() -> None:
+    """Protocol 2 changed the wire (socket attempts, typed timer keys): a protocol 1 host
+    must not be answered in a shape it would misread."""
+    answers, _ = run(b'{"hello": {"protocol": 1, "seed": 7}}', HELLO)
+    assert error(answers[0]) == (1, "unsupported_protocol")
+    assert answers[0]["error"]["message"] == "protocol 1 is not supported (supported: [2])"
+    assert answers[1]["hello"]["protocol"] == 2
 
 
 @pytest.mark.parametrize(
     ("hello", "code"),
     [
-        (b'{"hello": {"protocol": 2, "seed": 7}}', "unsupported_protocol"),
+        (b'{"hello": {"protocol": 1, "seed": 7}}', "unsupported_protocol"),
+        (b'{"hello": {"protocol": 3, "seed": 7}}', "unsupported_protocol"),
         (b'{"hello": {"protocol": "1", "seed": 7}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "x": 1}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7}, "id": 1}', "bad_hello"),
+        (b'{"hello": {"protocol": 2}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "x": 1}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7}, "id": 1}', "bad_hello"),
         (b'{"hello": [1]}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "clock": "wall"}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "config": []}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "config": {"nope": 1}}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "config": {"health": 3}}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "config": {"max_transmissions": 0}}}', "bad_hello"),
-        (b'{"hello": {"protocol": 1, "seed": 7, "config": {"health_timer": 1}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "clock": "wall"}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": []}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"nope": 1}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"health": 3}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"max_transmissions": 0}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"health_timer": 1}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": 0}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"journal": true}}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "config": {"watchdog_ms": "5m"}}}', "bad_hello"),
         (
-            b'{"hello": {"protocol": 1, "seed": 7, "config": {"backoff": {"factor": "x"}}}}',
+            b'{"hello": {"protocol": 2, "seed": 7, "config": {"backoff": {"factor": "x"}}}}',
             "bad_hello",
         ),
-        (b'{"hello": {"protocol": 1, "seed": 7, "mapping": [["1"]]}}', "bad_hello"),
+        (b'{"hello": {"protocol": 2, "seed": 7, "mapping": [["1"]]}}', "bad_hello"),
         (
-            b'{"hello": {"protocol": 1, "seed": 7, "mapping": [["1", "2"], ["1", "3"]]}}',
+            b'{"hello": {"protocol": 2, "seed": 7, "mapping": [["1", "2"], ["1", "3"]]}}',
             "bad_hello",
         ),
         (START, "hello_required"),
@@ -81,7 +123,7 @@ def test_a_bad_hello_is_answered_and_the_session_waits_for_a_good_one(
 ) -> None:
     answers, summary = run(hello, HELLO, START)
     assert error(answers[0]) == (1, code)
-    assert answers[1]["hello"]["protocol"] == 1
+    assert answers[1]["hello"]["protocol"] == 2
     assert "effects" in answers[2]
     assert "1 errors" in summary
 
@@ -90,12 +132,14 @@ def test_config_and_mapping_reach_the_engine() -> None:
     hello = orjson.dumps(
         {
             "hello": {
-                "protocol": 1,
+                "protocol": 2,
                 "seed": 1,
                 "config": {
                     "reply_deadline_ms": 5,
                     "health_timer": False,
                     "resendable_kinds": ["text"],
+                    "watchdog_ms": 90_000,
+                    "external_registry": True,
                     "health": {"retry_grace_ms": None},
                     "backoff": {"factor": 2, "max_attempts": 3},
                 },
@@ -111,7 +155,40 @@ def test_config_and_mapping_reach_the_engine() -> None:
     assert engine.config.resendable_kinds == frozenset({"text"})
     assert engine.config.health.retry_grace_ms is None
     assert engine.config.lifecycle.backoff.max_attempts == 3
+    assert engine.config.lifecycle.watchdog_ms == 90_000
+    assert engine.config.external_registry is True
     assert engine.mapping.lid_for("491511") == "777"
+
+
+def test_log_level_is_a_name_on_the_wire_and_off_builds_no_log_records() -> None:
+    session = Session()
+    hello = b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": "warning"}}}'
+    run(hello, session=session)
+    assert session.engine is not None
+    assert session.engine.config.log_level is LogLevel.WARNING
+    assert session.engine.config.lifecycle.log_level is LogLevel.WARNING
+    quiet, _ = run(b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": "off"}}}', START)
+    assert [e["type"] for e in quiet[1]["effects"]] == ["registered", "open_socket", "start_timer"]
+    for bad in (b'"verbose"', b"20", b'"DEBUG"', b"null"):
+        answers, _ = run(
+            b'{"hello": {"protocol": 2, "seed": 1, "config": {"log_level": %s}}}' % bad
+        )
+        assert error(answers[0]) == (1, "bad_hello"), bad
+        expected = (
+            "hello.config.log_level: expected one of ['debug', 'info', 'warning', 'error', 'off']"
+        )
+        assert answers[0]["error"]["message"].startswith(expected), answers[0]
+
+
+def test_the_watchdog_can_be_turned_off_and_defaults_to_five_minutes() -> None:
+    session = Session()
+    run(b'{"hello": {"protocol": 2, "seed": 1, "config": {"watchdog_ms": null}}}', session=session)
+    assert session.engine is not None
+    assert session.engine.config.lifecycle.watchdog_ms is None
+    session = Session()
+    run(HELLO, session=session)
+    assert session.engine is not None
+    assert session.engine.config.lifecycle.watchdog_ms == 300_000
 
 
 def test_bad_lines_get_errors_naming_the_line_and_state_is_untouched() -> None:
@@ -172,21 +249,24 @@ def test_oversized_lines_are_skipped_whole() -> None:
     # an oversized last line without a newline, split over several reads
     out, err = io.BytesIO(), io.StringIO()
     serve(io.BytesIO(HELLO + b"\n" + b"y" * 300_000), out, err, max_line=1000)
-    last = orjson.loads(out.getvalue().splitlines()[-1])
+    *_, last, end = (orjson.loads(line) for line in out.getvalue().splitlines())
     assert error(last) == (2, "line_too_long")
+    assert end == QUIET_END
 
 
 def test_a_last_line_without_newline_is_answered() -> None:
     out, err = io.BytesIO(), io.StringIO()
     serve(io.BytesIO(HELLO + b"\n" + START), out, err)
-    assert orjson.loads(out.getvalue().splitlines()[-1])["id"] == 1
+    *_, last, end = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert last["id"] == 1
+    assert end["shutdown"] is True  # then EOF: the engine is shut down
 
 
 def test_monotonic_clock_stamps_answers() -> None:
-    ticks = iter([1000, 1005, 1030])
+    ticks = iter([1000, 1005, 1030, 1032])
     session = Session(monotonic_ms=lambda: next(ticks))
-    hello = b'{"hello": {"protocol": 1, "seed": 7, "clock": "monotonic"}}'
-    answers, _ = run(
+    hello = b'{"hello": {"protocol": 2, "seed": 7, "clock": "monotonic"}}'
+    answers, _ = run_all(
         hello,
         b'{"id": 1, "event": {"type": "start", "account": "a"}}',
         b'{"id": 2, "now": 40, "event": {"type": "health_check"}}',
@@ -197,6 +277,9 @@ def test_monotonic_clock_stamps_answers() -> None:
     assert answers[1]["now"] == 5
     assert error(answers[2]) == (3, "bad_now")
     assert answers[3]["now"] == 30
+    assert answers[4]["shutdown"] is True
+    assert answers[4]["now"] == 32  # the shutdown at EOF is stamped on the server's clock too
+    assert len(answers) == 5
 
 
 class _Closed(io.BytesIO):
@@ -255,7 +338,194 @@ def test_the_real_process_survives_bad_input_and_exits_cleanly_on_eof() -> None:
     assert error(answers[2]) == (3, "line_too_long")
     assert answers[3]["id"] == 1
     assert answers[4]["effects"][0]["code"] == "unknown_controller"
+    # EOF: the engine is shut down, and the last line closes the socket the start opened
+    assert answers[5]["shutdown"] is True
+    assert answers[5]["effects"][0] == {
+        "type": "close_socket",
+        "account": "a",
+        "generation": 1,
+        "attempt": 1,
+        "status": None,
+        "reason": "end of input",
+    }
+    assert len(answers) == 6
     assert proc.stderr.decode().strip() == "heirline serve: 5 lines, 2 events, 2 errors, 1 rejected"
+
+
+# --- end of input: a shutdown like any other ------------------------------------------
+
+GROUP = "120363000000000001@g.us"
+PN = "4915123456789@s.whatsapp.net"
+
+
+def _event_line(rid: int, now: int, **event: object) -> bytes:
+    return orjson.dumps({"id": rid, "now": now, "event": event})
+
+
+def _replies_in_every_state() -> list[bytes]:
+    """Account a keeps an open socket, account b's socket closed: one reply in each state."""
+    hello = orjson.dumps({"hello": {"protocol": 2, "seed": 7, "config": {"health_timer": False}}})
+    lines = [hello]
+    n = iter(range(1, 100))
+
+    def add(now: int, **event: object) -> None:
+        lines.append(_event_line(next(n), now, **event))
+
+    for account in ("a", "b"):
+        add(0, type="start", account=account)
+    add(10, type="socket_opened", account="a", generation=1, attempt=1, pn=PN)
+    add(10, type="socket_opened", account="b", generation=1, attempt=1, pn=PN)
+    captured = {"a": ["pending", "in_flight", "delivered"], "b": ["waiting", "waiting_io"]}
+    for account, ids in captured.items():
+        for rid in ids:
+            add(20, type="reply_captured", reply_id=rid, account=account, generation=1, chat=GROUP)
+    add(30, type="reply_ready", reply_id="in_flight", payload="x")
+    add(30, type="reply_ready", reply_id="delivered", payload="x")
+    add(31, type="transmit_acked", reply_id="delivered", generation=1, attempt=1)
+    add(32, type="reply_ready", reply_id="waiting_io", payload="x")
+    add(33, type="socket_closed", account="b", generation=1, attempt=1, status=408)
+    add(34, type="reply_ready", reply_id="waiting", payload="x")
+    return lines
+
+
+#: How each reply ends at EOF: never sent -> failed; may have reached the receiver -> unknown.
+EOF_OUTCOMES = {
+    "pending": ("failed", "end of input before the reply was sent"),
+    "waiting": ("failed", "end of input before the reply was sent"),
+    "in_flight": (
+        "unknown",
+        "end of input; a transmission may have reached the receiver without an ack",
+    ),
+    "waiting_io": (
+        "unknown",
+        "end of input; a transmission may have reached the receiver without an ack",
+    ),
+}
+
+
+def test_at_eof_every_open_reply_ends_exactly_once_and_ended_ones_stay_ended() -> None:
+    session = Session()
+    lines = _replies_in_every_state()
+    for line in lines:
+        assert "error" not in orjson.loads(session.feed(line))
+    engine = session.engine
+    assert engine is not None
+    states = {rid: engine.reply_state(rid) for rid in (*EOF_OUTCOMES, "delivered")}
+    assert states == {
+        "pending": "pending",
+        "waiting": "waiting",
+        "in_flight": "in_flight",
+        "waiting_io": "waiting",
+        "delivered": "delivered",
+    }
+    end = orjson.loads(session.end())
+    assert set(end) == {"id", "shutdown", "effects"}
+    assert end["id"] is None
+    assert end["shutdown"] is True
+    ended = [
+        (e["reply_id"], (e["outcome"], e["reason"]))
+        for e in end["effects"]
+        if e["type"] == "reply_failed"
+    ]
+    assert sorted(ended) == sorted(EOF_OUTCOMES.items())  # each open reply once, no other
+    assert not any(e["type"] in ("reply_delivered", "transmit") for e in end["effects"])
+    # Both controllers stop: a's open socket is closed, b's retry timer cancelled.
+    assert {"type": "close_socket", "account": "a", "generation": 1, "attempt": 1,
+            "status": None, "reason": "end of input"} in end["effects"]  # fmt: skip
+    assert {"type": "cancel_timer", "timer": "retry/b/1"} in end["effects"]
+    assert [e["generation"] for e in end["effects"] if e["type"] == "unregistered"] == [1, 1]
+    for rid, (outcome, _) in EOF_OUTCOMES.items():
+        assert engine.reply_state(rid) == outcome
+    assert engine.reply_state("delivered") == "delivered"
+    assert session.end() == b""  # once: the engine is shut down now
+
+
+def test_serve_writes_the_eof_line_last_and_it_is_the_engines_own_answer() -> None:
+    """Through ``serve``: one answer per line, then the EOF line, which is exactly what the
+    engine answers a ``Shutdown("end of input")`` at the last accepted ``now``."""
+    lines = _replies_in_every_state()
+    answers, summary = run_all(*lines)
+    assert len(answers) == len(lines) + 1
+    twin = Session()
+    for line in lines:
+        twin.feed(line)
+    assert twin.engine is not None
+    effects = twin.engine.handle(Shutdown(reason=stdio.END_OF_INPUT), 34)
+    assert answers[-1] == {"id": None, "shutdown": True, "effects": [encode(e) for e in effects]}
+    assert (
+        summary
+        == f"heirline serve: {len(lines)} lines, {len(lines) - 1} events, 0 errors, 0 rejected\n"
+    )
+
+
+def test_after_the_hosts_own_shutdown_eof_adds_nothing() -> None:
+    """The host may shut the engine down itself: its answer ends the replies, and EOF then
+    writes no second line (nothing is ended twice)."""
+    lines = _replies_in_every_state()
+    shutdown = b'{"id": "bye", "now": 40, "event": {"type": "shutdown", "reason": "deploy"}}'
+    late = b'{"id": "late", "now": 41, "event": {"type": "health_check"}}'
+    answers, _ = run_all(*lines, shutdown, late)
+    assert len(answers) == len(lines) + 2
+    bye, after = answers[-2:]
+    assert bye["id"] == "bye"
+    ended = sorted(e["reply_id"] for e in bye["effects"] if e["type"] == "reply_failed")
+    assert ended == sorted(EOF_OUTCOMES)
+    assert "deploy before the reply was sent" in str(bye)
+    assert after == {
+        "id": "late",
+        "effects": [
+            {
+                "type": "rejected",
+                "code": "shut_down",
+                "message": "the engine was shut down (deploy)",
+            }
+        ],
+    }
+
+
+def test_eof_before_any_hello_writes_no_last_line() -> None:
+    answers, summary = run_all(b"{not json", b'{"hello": {"protocol": 1, "seed": 7}}')
+    assert [a["error"]["code"] for a in answers] == ["not_json", "unsupported_protocol"]
+    assert summary.startswith("heirline serve: 2 lines, 0 events, 2 errors")
+    answers, _ = run_all()
+    assert answers == []
+
+
+def test_eof_after_only_a_hello_shuts_down_an_idle_engine() -> None:
+    answers, _ = run_all(HELLO)
+    assert answers[1:] == [QUIET_END]
+
+
+def test_a_broken_engine_gets_no_eof_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken engine may be half-updated: its replies cannot be trusted to end correctly, so
+    the server does not pretend (the exit status and every later line said it broke)."""
+    session = started()
+    _broken_engine(session, monkeypatch, on_call=1)
+    out, err = io.BytesIO(), io.StringIO()
+    assert serve(io.BytesIO(START + b"\n"), out, err, session=session) == 1
+    (answer,) = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert answer["error"]["code"] == "internal_error"
+
+
+def test_an_engine_that_raises_at_eof_says_so_on_the_last_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = started()
+    _broken_engine(session, monkeypatch, on_call=2)  # the start works, the shutdown raises
+    out, err = io.BytesIO(), io.StringIO()
+    assert serve(io.BytesIO(START + b"\n"), out, err, session=session) == 1
+    answer, end = (orjson.loads(line) for line in out.getvalue().splitlines())
+    assert "effects" in answer
+    assert end == {
+        "id": None,
+        "shutdown": True,
+        "error": {
+            "line": 3,
+            "code": "internal_error",
+            "message": "the engine failed at the end of input (RuntimeError: boom)",
+        },
+    }
+    assert "failed at the end of input" in err.getvalue()
 
 
 # --- hostile input: every line gets a typed answer and changes nothing ----------------
@@ -515,7 +785,10 @@ _POOLS: dict[str, st.SearchStrategy[object]] = {
     "account": st.sampled_from(["a", "b"]),
     "generation": st.integers(0, 3),
     "reply_id": st.sampled_from(["r1", "r2"]),
-    "key": st.sampled_from(["health", "retry/a/1", "retry/b/2", "deadline/r1", "x"]),
+    "attempt": st.integers(0, 3),
+    "timer": st.sampled_from(
+        [HEALTH, RetryTimer("a", 1), RetryTimer("b", 2), WatchdogTimer("a", 1), DeadlineTimer("r1")]
+    ),
     "pn": st.sampled_from(["4915123456789@s.whatsapp.net", "4915000000001", "1@lid"]),
     "lid": st.sampled_from(["123456789012345@lid", "123456789012345", "x"]),
     "e164": st.none(),
@@ -630,7 +903,12 @@ def test_fuzz_arbitrary_bytes_get_one_answer_per_line(
     assert serve(_Chunks(stream, sizes), out, err, max_line=64) == 0
     expected = stream.count(b"\n") + (1 if stream and not stream.endswith(b"\n") else 0)
     answers = out.getvalue()
-    assert answers.count(b"\n") == expected
+    # ... and after a valid hello, the EOF line (a valid hello can only be the first line here)
+    assert answers.count(b"\n") == expected + hello
+    if hello:
+        *lines, end = answers.splitlines()
+        assert orjson.loads(end)["shutdown"] is True
+        answers = b"".join(line + b"\n" for line in lines)
     bodies = [_one_answer(line + b"\n") for line in answers.splitlines()]
     codes = [body.get("error", {}).get("code") for body in bodies]
     assert "internal_error" not in codes

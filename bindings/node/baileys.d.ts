@@ -1,7 +1,21 @@
 // Types of heirline/baileys. The Baileys shapes are structural (only the fields this module
 // reads), so a real `makeWASocket(...)` result fits without this package depending on Baileys.
 
-import type { Effect, Event, HeirlineEngine } from "./index.d.ts";
+import type {
+  ActivityEvent,
+  ActivityKind,
+  Effect,
+  Event,
+  HeirlineEngine,
+  OpenSocketEffect,
+  ReplyCapturedEvent,
+  SocketClosedEvent,
+  SocketOpenedEvent,
+  SocketRef,
+  TransmitAckedEvent,
+  TransmitEffect,
+  TransmitFailedEvent,
+} from "./index.d.ts";
 
 /** Baileys' `DisconnectReason.connectionClosed`. */
 export declare const CONNECTION_CLOSED: 428;
@@ -54,6 +68,12 @@ export interface MessagesUpsert {
   requestId?: string;
 }
 
+/** Baileys' websocket (`sock.ws`): it emits "frame" for every frame it decodes. */
+export interface BaileysWebSocket {
+  on(event: "frame", listener: (frame: unknown) => void): unknown;
+  off(event: "frame", listener: (frame: unknown) => void): unknown;
+}
+
 /** The Baileys events this module listens to, with their payloads. */
 export interface BaileysEvents {
   "connection.update": ConnectionUpdate;
@@ -69,20 +89,20 @@ export interface BaileysSocket {
   };
   sendMessage(jid: string, content: { text: string }, options?: { messageId?: string }): Promise<unknown>;
   end(error: Error | undefined): void;
+  /** Baileys' websocket; its "frame" events are reported as `activity` (optional in fakes). */
+  ws?: BaileysWebSocket;
   readonly user?: BaileysMe;
   authState?: { creds?: { me?: BaileysMe } };
 }
 
-/** The fields that name a socket in the events about it (`open_socket`'s). */
-export interface SocketFields {
-  account: string;
-  generation: number;
-}
+/** The fields that name a socket in the events about it (`open_socket`'s): account,
+ * generation and the socket's attempt number. */
+export type SocketFields = SocketRef;
 
-type EffectOf<T extends Effect["type"]> = Extract<Effect, { type: T }>;
-type EventOf<T extends Event["type"]> = Extract<Event, { type: T }>;
-export type TransmitEffect = EffectOf<"transmit">;
-export type OpenSocketEffect = EffectOf<"open_socket">;
+export type { OpenSocketEffect, TransmitEffect };
+
+/** The most `activity` facts of one kind a socket reports per second, by default (4). */
+export declare const ACTIVITY_PER_SECOND: 4;
 
 /** A captured reply, as `onMessage` gets it. */
 export interface CapturedReply {
@@ -98,7 +118,8 @@ export interface CapturedReply {
 }
 
 export interface AttachBaileysOptions<S extends BaileysSocket = BaileysSocket> {
-  /** A fresh Baileys socket for each `open_socket` (`makeWASocket({ auth })`); never reuse one. */
+  /** A fresh Baileys socket for each `open_socket` (`makeWASocket({ auth })`); never reuse one.
+   * `attempt` is the socket's number: every fact about it carries it back. */
   makeSocket(fields: SocketFields): S | Promise<S>;
   /** An inbound message was captured as a reply: answer it with `reply.ready(text)`. */
   onMessage?(message: BaileysMessage, reply: CapturedReply): unknown;
@@ -111,7 +132,9 @@ export interface AttachBaileysOptions<S extends BaileysSocket = BaileysSocket> {
   /** Which inbound messages get a reply; default {@link isInboundMessage}. */
   accept?(message: BaileysMessage): boolean;
   /** The kind of captured replies; default "text". */
-  kind?: EventOf<"reply_captured">["kind"];
+  kind?: ReplyCapturedEvent["kind"];
+  /** At most this many `activity` facts per socket and kind per second (default 4). */
+  activityPerSecond?: number;
   /** Carry out one transmission; default {@link sendText}. Reject on failure. */
   send?(sock: S, effect: TransmitEffect, inbound: BaileysMessage | undefined): Promise<unknown>;
   /** The message id of a new reply; default {@link baileysMessageId}. */
@@ -130,10 +153,16 @@ export declare class BaileysGateway {
   generation(account: string): number | undefined;
   /** Report that a reply's text is ready. */
   ready(replyId: string, payload: string): Promise<Effect[]>;
+  /** The Baileys socket `attempt` of the account, while it is not closed. */
+  socket(account: string, attempt: number): BaileysSocket | undefined;
   /** Feed one event at the gateway's time and carry out its effects (serialised, in order). */
   feed(event: Event): Promise<Effect[]>;
-  /** Stop the timers and end every socket; the engine stays up. */
-  close(): Promise<void>;
+  /**
+   * Close the gateway: first a `shutdown` of the engine (every open reply ends, reported to
+   * `onEffect`; sockets close as the engine says), then stop the timers and end any socket
+   * left. `{ shutdown: false }` leaves the engine as it is. Close the engine yourself after.
+   */
+  close(options?: { shutdown?: boolean; reason?: string }): Promise<void>;
 }
 
 /**
@@ -152,7 +181,13 @@ export declare function socketFields(open: OpenSocketEffect): SocketFields;
 export declare function connectionUpdateToEvents(
   update: ConnectionUpdate,
   socket: SocketFields & { me?: BaileysMe },
-): Array<EventOf<"socket_opened"> | EventOf<"socket_closed">>;
+): Array<SocketOpenedEvent | SocketClosedEvent>;
+export declare function activityEvent(socket: SocketFields, kind: ActivityKind): ActivityEvent;
+/** A rate limit per key: `allow(key, now)` is true at most once per `intervalMs`. */
+export declare function rateLimit(intervalMs: number): {
+  allow(key: string, now: number): boolean;
+  forget(prefix: string): void;
+};
 export declare function isInboundMessage(message: BaileysMessage | undefined): boolean;
 export declare function inboundMessages(
   upsert: MessagesUpsert,
@@ -161,20 +196,26 @@ export declare function inboundMessages(
 export declare function replyIdOf(account: string, message: BaileysMessage): string;
 export declare function replyCapturedEvent(
   message: BaileysMessage,
-  options: SocketFields & { kind?: EventOf<"reply_captured">["kind"]; messageId?: string | null },
-): EventOf<"reply_captured">;
+  options: Pick<SocketFields, "account" | "generation"> & {
+    kind?: ReplyCapturedEvent["kind"];
+    messageId?: string | null;
+  },
+): ReplyCapturedEvent;
 export declare function messagesUpsertToEvents(
   upsert: MessagesUpsert,
-  options: SocketFields & {
-    kind?: EventOf<"reply_captured">["kind"];
+  options: Pick<SocketFields, "account" | "generation"> & {
+    kind?: ReplyCapturedEvent["kind"];
     accept?: (message: BaileysMessage) => boolean;
   },
-): Array<EventOf<"reply_captured">>;
+): ReplyCapturedEvent[];
 export declare function sendErrorToEvent(
-  effect: Pick<TransmitEffect, "reply_id" | "generation">,
+  effect: Pick<TransmitEffect, "reply_id" | "generation" | "attempt">,
   error: unknown,
   options: { wroteBytes: boolean },
-): EventOf<"transmit_failed">;
+): TransmitFailedEvent;
+export declare function sendAckEvent(
+  effect: Pick<TransmitEffect, "reply_id" | "generation" | "attempt">,
+): TransmitAckedEvent;
 export declare function baileysMessageId(): string;
 export declare function boom(status: number | null, message: string): BoomLike;
 export declare function sendText(sock: BaileysSocket, effect: TransmitEffect): Promise<unknown>;

@@ -1,14 +1,19 @@
-// heirline/baileys: Baileys sockets driven by the heirline engine.
+// heirline/baileys: Baileys sockets driven by the heirline engine (protocol 2).
 //
 // Baileys' events become heirline events, heirline's effects become Baileys calls:
 //   connection.update  open  -> socket_opened (self identity from creds.me: me.id, me.lid)
 //                      close -> socket_closed (status: lastDisconnect.error.output.statusCode)
 //   creds.update       me    -> mapping_learned (me.id <-> me.lid)
-//   messages.upsert  notify  -> reply_captured for each inbound message (options.accept)
-//   open_socket  -> options.makeSocket(...)         close_socket -> sock.end(error with the status)
+//   messages.upsert          -> activity "inbound"; for `notify`, reply_captured for each
+//                               inbound message (options.accept)
+//   sock.ws "frame"          -> activity "frame" (every frame Baileys decodes; rate-limited)
+//   open_socket  -> options.makeSocket(...), remembered by its attempt number
+//   close_socket -> sock.end(error with the status; 499: the engine's watchdog)
 //   transmit     -> sock.sendMessage(chat, content, { messageId })  -> transmit_acked / _failed
 //   start_timer / cancel_timer -> setTimeout / clearTimeout -> timer_fired
-// The pure mapping functions are exported for gateways that run their own loop.
+// Every fact about a socket carries its attempt, so the engine tells a late fact about an
+// older socket from one about the current socket. The pure mapping functions are exported
+// for gateways that run their own loop.
 import { randomBytes } from "node:crypto";
 import { monotonicClock } from "./index.mjs";
 
@@ -28,11 +33,44 @@ export function identityOf(me) {
 
 /**
  * The fields that name one socket in the events about it, taken from the `open_socket`
- * effect that asked for it. Every socket event is built from these, so a field the
- * protocol adds to sockets is added here, once.
+ * effect that asked for it: its account, generation and attempt number. Every socket event
+ * is built from these, so a field the protocol adds to sockets is added here, once.
  */
 export function socketFields(open) {
-  return { account: open.account, generation: open.generation };
+  return { account: open.account, generation: open.generation, attempt: open.attempt };
+}
+
+/** The most `activity` facts of one kind a socket reports per second, by default. */
+export const ACTIVITY_PER_SECOND = 4;
+
+/**
+ * The `activity` event for socket `fields`: `"frame"` (the transport received something:
+ * feeds the engine's watchdog) or `"inbound"` (messages arrived: feeds the watchdog and the
+ * health stale rule).
+ */
+export function activityEvent(fields, kind) {
+  return { type: "activity", account: fields.account, generation: fields.generation, attempt: fields.attempt, kind };
+}
+
+/**
+ * A rate limit per key: `allow(key, now)` is true at most once per `intervalMs` of `now`
+ * (the first call always is). The engine's watchdog needs one fact per several minutes; a
+ * busy socket receives many frames a second, and each fact is a round trip to the engine.
+ */
+export function rateLimit(intervalMs) {
+  /** @type {Map<string, number>} */
+  const last = new Map();
+  return {
+    allow(key, now) {
+      const before = last.get(key);
+      if (before !== undefined && now - before < intervalMs) return false;
+      last.set(key, now);
+      return true;
+    },
+    forget(prefix) {
+      for (const key of last.keys()) if (key.startsWith(prefix)) last.delete(key);
+    },
+  };
 }
 
 /**
@@ -103,9 +141,9 @@ export function messagesUpsertToEvents(upsert, { account, generation, kind = "te
 }
 
 /**
- * The `transmit_failed` event for an error thrown by a send. `wroteBytes`: whether the send
- * was begun at all. Baileys throws 428 "Connection Closed" before writing when the socket
- * is already gone, so that is not I/O either.
+ * The `transmit_failed` event for an error thrown by a send through socket `effect.attempt`.
+ * `wroteBytes`: whether the send was begun at all. Baileys throws 428 "Connection Closed"
+ * before writing when the socket is already gone, so that is not I/O either.
  */
 export function sendErrorToEvent(effect, err, { wroteBytes }) {
   const status = err?.output?.statusCode;
@@ -113,9 +151,15 @@ export function sendErrorToEvent(effect, err, { wroteBytes }) {
     type: "transmit_failed",
     reply_id: effect.reply_id,
     generation: effect.generation,
+    attempt: effect.attempt,
     io_started: Boolean(wroteBytes) && status !== CONNECTION_CLOSED,
     error: String(err?.message ?? err),
   };
+}
+
+/** The `transmit_acked` event for a send through socket `effect.attempt` that completed. */
+export function sendAckEvent(effect) {
+  return { type: "transmit_acked", reply_id: effect.reply_id, generation: effect.generation, attempt: effect.attempt };
 }
 
 /** A message id as Baileys makes them (`generateMessageID`): "3EB0" and 36 hex digits. */
@@ -180,8 +224,12 @@ export class BaileysGateway {
     }
     if (typeof options?.makeSocket !== "function") {
       throw new TypeError(
-        "attachBaileys: options.makeSocket({ account, generation }) must make a Baileys socket",
+        "attachBaileys: options.makeSocket({ account, generation, attempt }) must make a Baileys socket",
       );
+    }
+    const perSecond = options.activityPerSecond ?? ACTIVITY_PER_SECOND;
+    if (!(perSecond > 0)) {
+      throw new TypeError(`attachBaileys: options.activityPerSecond must be > 0, got ${perSecond}`);
     }
     this.engine = engine;
     this._makeSocket = options.makeSocket;
@@ -195,11 +243,12 @@ export class BaileysGateway {
     // A gateway keeps running through a failed socket factory or a dead engine: by default
     // the error is printed, not thrown.
     this._onError = options.onError ?? ((err) => console.error("heirline/baileys:", err));
+    this._activity = rateLimit(1000 / perSecond);
     /** @type {Map<string, number>} the registered generation of each account */
     this._generations = new Map();
-    /** @type {Map<string, Binding>} the latest socket of each (account, generation) */
+    /** @type {Map<string, Binding>} every socket not yet closed, by `<account>/<attempt>` */
     this._sockets = new Map();
-    /** @type {Map<string, ReturnType<typeof setTimeout>>} */
+    /** @type {Map<string, ReturnType<typeof setTimeout>>} pending timers by key */
     this._timers = new Map();
     /** @type {Map<string, object>} inbound message of each reply not yet ended */
     this._inbound = new Map();
@@ -207,6 +256,8 @@ export class BaileysGateway {
     this._mappings = new Set();
     this._queue = Promise.resolve();
     this._closed = false;
+    /** @type {Promise<void> | null} */
+    this._closing = null;
   }
 
   /** Start (or restart) `account`: heirline opens its socket. */
@@ -228,6 +279,11 @@ export class BaileysGateway {
     return this._generations.get(account);
   }
 
+  /** The Baileys socket `attempt` of `account`, while it is not closed. */
+  socket(account, attempt) {
+    return this._sockets.get(socketKey(account, attempt))?.sock;
+  }
+
   /** The reply's text is ready: heirline sends it through a socket with the same identity. */
   ready(replyId, payload) {
     return this.feed({ type: "reply_ready", reply_id: replyId, payload });
@@ -244,17 +300,34 @@ export class BaileysGateway {
     return step;
   }
 
-  /** Stop the timers and end every socket; the engine stays up (close it yourself). */
-  async close() {
-    this._closed = true;
-    for (const timer of this._timers.values()) clearTimeout(timer);
-    this._timers.clear();
-    for (const binding of this._sockets.values()) {
-      binding.detach();
-      binding.sock?.end?.(undefined);
-    }
-    this._sockets.clear();
-    await this._queue;
+  /**
+   * Close the gateway. By default it first shuts the engine down (`shutdown` with `reason`):
+   * every reply still open ends once (`reply_failed`, to `onEffect`) and every socket is
+   * closed as the engine says; then the timers stop and any socket left is ended. With
+   * `{ shutdown: false }` the engine is left as it is. Close the engine yourself afterwards.
+   * @param {{shutdown?: boolean, reason?: string}} [options]
+   */
+  close({ shutdown = true, reason = "gateway closed" } = {}) {
+    if (this._closing) return this._closing;
+    this._closed = true; // nothing more is fed, and facts from the sockets are dropped
+    this._closing = (async () => {
+      await this._queue;
+      if (shutdown) {
+        try {
+          await this._step({ type: "shutdown", reason });
+        } catch (err) {
+          this._onError(err);
+        }
+      }
+      for (const timer of this._timers.values()) clearTimeout(timer);
+      this._timers.clear();
+      for (const binding of this._sockets.values()) {
+        binding.detach();
+        binding.sock?.end?.(undefined);
+      }
+      this._sockets.clear();
+    })();
+    return this._closing;
   }
 
   /** Feed an event that no caller waits for: errors go to onError. */
@@ -281,6 +354,7 @@ export class BaileysGateway {
       case "open_socket":
         return this._open(effect);
       case "close_socket":
+        // 499: the engine's watchdog saw nothing on this socket for too long.
         this._binding(effect)?.sock.end(boom(effect.status, effect.reason));
         return undefined;
       case "registered":
@@ -290,39 +364,40 @@ export class BaileysGateway {
         if (this._generations.get(effect.account) === effect.generation) {
           this._generations.delete(effect.account);
         }
-        this._forget(effect);
         return undefined;
       case "transmit":
         this._transmit(effect); // its outcome is reported as an event when the send settles
         return undefined;
       case "start_timer":
-        this._startTimer(effect.key, effect.deadline_ms);
+        this._startTimer(effect.timer, effect.deadline_ms);
         return undefined;
       case "cancel_timer":
-        clearTimeout(this._timers.get(effect.key));
-        this._timers.delete(effect.key);
+        clearTimeout(this._timers.get(effect.timer));
+        this._timers.delete(effect.timer);
         return undefined;
       case "reply_delivered":
       case "reply_failed":
         this._inbound.delete(effect.reply_id);
         return undefined;
       default:
-        return undefined; // log, rejected, and types added later: for onEffect
+        return undefined; // log, rejected, register_request, and types added later: for onEffect
     }
   }
 
-  _binding({ account, generation }) {
-    return this._sockets.get(`${account}/${generation}`);
+  _binding({ account, attempt }) {
+    return this._sockets.get(socketKey(account, attempt));
   }
 
-  _forget({ account, generation }) {
-    const key = `${account}/${generation}`;
-    this._sockets.get(key)?.detach();
-    this._sockets.delete(key);
+  /** Socket `fields.attempt` closed: report it, and stop listening to it. */
+  _closedSocket(binding, event) {
+    const key = socketKey(binding.fields.account, binding.fields.attempt);
+    if (this._sockets.get(key) === binding) this._sockets.delete(key);
+    binding.detach();
+    this._activity.forget(`${key}/`);
+    this._report(event);
   }
 
   async _open(effect) {
-    this._forget(effect); // a retry of the same generation: the old socket is closed already
     const fields = socketFields(effect);
     let sock;
     try {
@@ -332,8 +407,11 @@ export class BaileysGateway {
       this._report({ type: "socket_closed", ...fields, status: null });
       return;
     }
-    const binding = new Binding(sock, fields, this);
-    this._sockets.set(`${effect.account}/${effect.generation}`, binding);
+    if (this._closed) {
+      sock?.end?.(undefined); // made while the gateway closed: nobody will use it
+      return;
+    }
+    this._sockets.set(socketKey(fields.account, fields.attempt), new Binding(sock, fields, this));
   }
 
   async _transmit(effect) {
@@ -342,7 +420,7 @@ export class BaileysGateway {
     let wroteBytes = false;
     try {
       if (!binding?.open) {
-        throw boom(CONNECTION_CLOSED, `no open socket for generation ${effect.generation}`);
+        throw boom(CONNECTION_CLOSED, `socket ${effect.attempt} of generation ${effect.generation} is not open`);
       }
       wroteBytes = true;
       await this._send(binding.sock, effect, inbound);
@@ -350,7 +428,7 @@ export class BaileysGateway {
       this._report(sendErrorToEvent(effect, err, { wroteBytes }));
       return;
     }
-    this._report({ type: "transmit_acked", reply_id: effect.reply_id, generation: effect.generation });
+    this._report(sendAckEvent(effect));
   }
 
   _startTimer(key, deadline) {
@@ -361,10 +439,18 @@ export class BaileysGateway {
         this._timers.set(key, setTimeout(arm, Math.min(delay, MAX_TIMEOUT_MS)));
       } else {
         this._timers.delete(key);
-        this._report({ type: "timer_fired", key });
+        this._report({ type: "timer_fired", timer: key });
       }
     };
     arm();
+  }
+
+  /** Socket activity of `kind`, at most `activityPerSecond` facts per socket and kind. */
+  _active(binding, kind) {
+    if (this._closed || !binding.open) return; // before the open, the engine has no use for it
+    const { account, attempt } = binding.fields;
+    if (!this._activity.allow(`${socketKey(account, attempt)}/${kind}`, this._now())) return;
+    this._report(activityEvent(binding.fields, kind));
   }
 
   _captured(binding, message) {
@@ -398,7 +484,12 @@ export class BaileysGateway {
   }
 }
 
-/** One Baileys socket, subscribed to the events the engine needs. */
+/** The key of socket `attempt` of `account` (attempt numbers are unique per account). */
+function socketKey(account, attempt) {
+  return `${account}/${attempt}`;
+}
+
+/** One Baileys socket (one attempt), subscribed to the events the engine needs. */
 class Binding {
   constructor(sock, fields, gateway) {
     this.sock = sock;
@@ -410,7 +501,10 @@ class Binding {
       if (update.connection === "open") this.open = true;
       if (update.connection === "close") this.open = false;
       const me = this.me ?? sock.user ?? sock.authState?.creds?.me;
-      for (const event of connectionUpdateToEvents(update, { ...this.fields, me })) gateway._report(event);
+      for (const event of connectionUpdateToEvents(update, { ...this.fields, me })) {
+        if (event.type === "socket_closed") gateway._closedSocket(this, event);
+        else gateway._report(event);
+      }
     };
     const onCreds = (creds) => {
       if (!creds?.me) return;
@@ -418,17 +512,23 @@ class Binding {
       gateway._learned(this.me);
     };
     const onUpsert = (upsert) => {
-      // Inbound traffic on this socket: an activity fact, once the protocol has one, goes here.
+      // Messages arrived on this socket (new or history): the channel is alive.
+      if (Array.isArray(upsert?.messages) && upsert.messages.length) gateway._active(this, "inbound");
       for (const message of inboundMessages(upsert, gateway._accept)) gateway._captured(this, message);
     };
+    // Baileys' websocket emits "frame" for every frame it decodes (keepalive answers too).
+    const onFrame = () => gateway._active(this, "frame");
     const listeners = [
       ["connection.update", onConnection],
       ["creds.update", onCreds],
       ["messages.upsert", onUpsert],
     ];
     for (const [name, listener] of listeners) sock.ev.on(name, listener);
+    const ws = typeof sock.ws?.on === "function" ? sock.ws : null;
+    ws?.on("frame", onFrame);
     this.detach = () => {
       for (const [name, listener] of listeners) sock.ev.off(name, listener);
+      ws?.off?.("frame", onFrame);
     };
   }
 }

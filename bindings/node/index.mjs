@@ -4,7 +4,14 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 
 /** The protocol version this client speaks. */
-export const PROTOCOL = 1;
+export const PROTOCOL = 2;
+
+/**
+ * How long the client waits for the server by default (ms): for each answer while requests
+ * are pending, and for the exit after {@link HeirlineEngine#close}. An engine answers in
+ * microseconds; a server silent this long is stuck, and is ended rather than waited on.
+ */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** The command spawned when none is given: `heirline serve --stdio`. */
 export const DEFAULT_COMMAND = Object.freeze(["heirline", "serve", "--stdio"]);
@@ -85,6 +92,24 @@ export class HeirlineStartError extends Error {
   }
 }
 
+/**
+ * The server did not answer (or, after `close()`, did not exit) within `timeoutMs`. Answers
+ * come back in order, so a missing one leaves the session unusable: the server is ended and
+ * every pending request rejects with this error.
+ */
+export class HeirlineTimeoutError extends Error {
+  /**
+   * @param {string} what what was waited for
+   * @param {number} timeoutMs
+   */
+  constructor(what, timeoutMs) {
+    super(`heirline: the engine server gave no ${what} within ${timeoutMs} ms; it was ended`);
+    this.name = "HeirlineTimeoutError";
+    /** @type {"timeout"} */ this.code = "timeout";
+    /** @type {number} */ this.timeoutMs = timeoutMs;
+  }
+}
+
 /** An error line from the server (`{"error": {"line", "code", "message"}}`). */
 export class HeirlineProtocolError extends Error {
   /**
@@ -107,8 +132,11 @@ export class HeirlineProtocolError extends Error {
  * const engine = await HeirlineEngine.start({ seed: 7 });
  * const clock = monotonicClock();
  * const effects = await engine.send({ type: "start", account: "acct" }, clock());
- * await engine.close();
+ * const { effects: last } = await engine.close(); // EOF is a shutdown: every open reply ends
  * ```
+ *
+ * An idle engine (no request waiting for its answer) does not keep Node running; if Node
+ * exits without `close()`, the server sees EOF and shuts down on its own, unheard.
  */
 export class HeirlineEngine {
   /**
@@ -133,10 +161,26 @@ export class HeirlineEngine {
     const command = resolveCommand(options.command, options.env ?? process.env);
     const [cmd, ...args] = command;
     this.clock = options.clock ?? "host";
-    /** @type {Array<{resolve: (v: any) => void, reject: (e: Error) => void}>} */
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!(timeoutMs === Infinity || (Number.isSafeInteger(timeoutMs) && timeoutMs > 0))) {
+      throw new TypeError(`heirline: timeoutMs must be a positive integer (ms) or Infinity, got ${timeoutMs}`);
+    }
+    /** How long to wait for an answer, or for the exit after close() (ms; Infinity: forever). */
+    this.timeoutMs = timeoutMs;
+    /** @type {Array<{resolve: (v: any) => void, reject: (e: Error) => void, end?: boolean}>} */
     this._pending = [];
     this._nextId = 1;
     this._closed = false;
+    /** @type {Promise<{line: any, error: Error | null}> | null} the end of input, once asked */
+    this._ending = null;
+    /** @type {Error | null} why the server was ended by the client (a timeout) */
+    this._killedFor = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this._timer = null;
+    /** whether the server is known to be going away (spawn failed, killed): wait for it */
+    this._dying = false;
+    /** whether the server process has exited and its pipes closed */
+    this._exited = false;
     this._stderr = "";
     this._child = spawn(cmd, args, {
       stdio: ["pipe", "pipe", "pipe"],
@@ -152,18 +196,27 @@ export class HeirlineEngine {
     this._exit = new Promise((resolve) => {
       this._child.on("close", (code, signal) => {
         this._closed = true;
+        this._exited = true;
+        clearTimeout(this._timer);
         const err =
+          this._killedFor ??
           this._startError ??
           new Error(`heirline server exited (code ${code}, signal ${signal}): ${this._stderr.trim()}`);
-        for (const p of this._pending.splice(0)) p.reject(err);
+        for (const p of this._pending.splice(0)) {
+          if (p.end) p.resolve(null); // the server ended without a last line (nothing to end)
+          else p.reject(err);
+        }
         resolve({ code, signal, stderr: this._stderr });
       });
     });
     this._child.on("error", (err) => {
       this._closed = true;
+      this._dying = true; // its "close" follows
+      clearTimeout(this._timer);
       // spawn failed (ENOENT, EACCES, ...): say which command and how to fix it.
       if (this._child.pid === undefined) this._startError = new HeirlineStartError(command, err);
       for (const p of this._pending.splice(0)) p.reject(this._startError ?? err);
+      this._hold();
     });
     this._child.stdin.on("error", () => {}); // reported through "close"
     const lines = createInterface({ input: this._child.stdout, crlfDelay: Infinity });
@@ -183,15 +236,45 @@ export class HeirlineEngine {
     });
   }
 
+  /** Keep Node running while an answer, the end or the exit is awaited, and only then. */
+  _hold() {
+    const busy = !this._exited && (this._pending.length > 0 || this._ending !== null || this._dying);
+    for (const handle of [this._child, this._child.stdin, this._child.stdout, this._child.stderr]) {
+      if (busy) handle?.ref?.();
+      else handle?.unref?.();
+    }
+  }
+
+  /** (Re)start the wait for the next line while one is expected. */
+  _arm() {
+    clearTimeout(this._timer);
+    this._timer = null;
+    if (this._pending.length === 0 || this._closed || this.timeoutMs === Infinity) return;
+    const what = this._pending[0].end ? "end-of-input line" : "answer";
+    this._timer = setTimeout(() => this._expire(new HeirlineTimeoutError(what, this.timeoutMs)), this.timeoutMs);
+  }
+
+  /** Nothing came in time: every pending request rejects, and the server is ended. */
+  _expire(err) {
+    this._killedFor = err;
+    this._dying = true;
+    for (const p of this._pending.splice(0)) p.reject(err);
+    this._hold();
+    this.kill();
+  }
+
   /** @param {string} line */
   _onLine(line) {
     const pending = this._pending.shift();
-    if (!pending) return; // nothing asked: ignore (should not happen)
-    try {
-      pending.resolve(JSON.parse(line));
-    } catch (err) {
-      pending.reject(/** @type {Error} */ (err));
-    }
+    if (pending) {
+      try {
+        pending.resolve(JSON.parse(line));
+      } catch (err) {
+        pending.reject(/** @type {Error} */ (err));
+      }
+    } // else: nothing asked (should not happen): ignore
+    this._arm();
+    this._hold();
   }
 
   /**
@@ -200,11 +283,15 @@ export class HeirlineEngine {
    * @returns {Promise<any>}
    */
   request(message) {
-    if (this._closed) return Promise.reject(this._startError ?? new Error("heirline: engine is closed"));
+    if (this._closed || this._ending) {
+      return Promise.reject(this._startError ?? this._killedFor ?? new Error("heirline: engine is closed"));
+    }
     const line = typeof message === "string" ? message : JSON.stringify(message);
     if (line.includes("\n")) return Promise.reject(new Error("heirline: a line may not contain a newline"));
     return new Promise((resolve, reject) => {
       this._pending.push({ resolve, reject });
+      if (this._pending.length === 1) this._arm();
+      this._hold();
       this._child.stdin.write(line + "\n");
     });
   }
@@ -231,11 +318,56 @@ export class HeirlineEngine {
   }
 
   /**
-   * End the session (EOF) and wait for the server to exit.
-   * @returns {Promise<{code: number | null, signal: string | null, stderr: string}>}
+   * End the session: EOF, which the server treats as a shutdown ("end of input"), then wait for
+   * its exit (at most `timeoutMs`, then it is killed). Resolves with the exit and the server's
+   * last line: `effects` ends every reply that was still open (`reply_failed`, outcome `failed`
+   * or `unknown`) and closes every socket; it is empty when there was nothing to end (the host
+   * sent its own `shutdown` event, or no hello was accepted).
+   * @returns {Promise<import("./index.d.ts").CloseResult>}
    */
   async close() {
-    if (!this._closed) this._child.stdin.end();
-    return this._exit;
+    if (!this._ending) {
+      this._ending = new Promise((resolve) => {
+        if (this._closed) {
+          resolve({ line: null, error: null });
+          return;
+        }
+        this._pending.push({
+          resolve: (line) => resolve({ line, error: null }),
+          reject: (error) => resolve({ line: null, error }),
+          end: true,
+        });
+        if (this._pending.length === 1) this._arm();
+        this._hold();
+        this._child.stdin.end();
+      });
+    }
+    const [exit, { line, error }] = await Promise.all([this._bounded(this._exit), this._ending]);
+    let failure = error ?? this._killedFor;
+    if (line?.error) failure = new HeirlineProtocolError(line.error, null);
+    return { ...exit, end: line, effects: line?.effects ?? [], error: failure };
+  }
+
+  /** The exit, killing the server if it has not exited within `timeoutMs`. */
+  _bounded(exit) {
+    if (this._closed || this.timeoutMs === Infinity) return exit;
+    const timer = setTimeout(() => {
+      this._killedFor ??= new HeirlineTimeoutError("exit after the end of input", this.timeoutMs);
+      this.kill();
+    }, this.timeoutMs);
+    return exit.finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * End the server now, without a shutdown: replies still open get no outcome (use
+   * {@link HeirlineEngine#close} for that). Pending requests reject.
+   * @param {NodeJS.Signals} [signal] default "SIGKILL"
+   */
+  kill(signal = "SIGKILL") {
+    if (!this._closed && this._child.exitCode === null && this._child.signalCode === null) {
+      this._dying = true;
+      this._hold();
+      this._child.kill(signal);
+    }
   }
 }

@@ -1,5 +1,7 @@
 // An echo bot on Baileys whose connection decisions are heirline's: when to reconnect,
-// when to back off, and which socket may send a reply captured before a restart.
+// when to back off, which socket may send a reply captured before a restart, and when a
+// socket that shows no traffic (no frame for 5 minutes) is closed (499) and replaced.
+// Ctrl-C shuts down: every reply still open ends with an outcome, printed.
 //
 // In a project with Baileys and this package installed (and the Python heirline on PATH):
 //   npm install baileys /path/to/heirline/bindings/node
@@ -43,12 +45,14 @@ export async function runEchoBot({
     onMessage: (message, reply) => reply.ready(`echo: ${textOf(message)}`),
     onEffect: (effect) => {
       if (effect.type === "log") log(`[heirline ${effect.level}] ${effect.message}`);
+      if (effect.type === "reply_failed") log(`[heirline] reply ${effect.reply_id} ${effect.outcome}: ${effect.reason}`);
     },
   });
   await gateway.start(account);
   return {
     engine,
     gateway,
+    /** Shut down: every reply still open ends (logged by onEffect), sockets close, the engine exits. */
     async close() {
       await gateway.close();
       return engine.close();

@@ -1,8 +1,7 @@
 // monotonicClock: integer ms that never go backwards, whatever the source does.
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { HeirlineEngine, monotonicClock } from "../index.mjs";
-import { COMMAND } from "./support/helpers.mjs";
+import { COMMAND, test } from "./support/helpers.mjs";
 
 /** A nanosecond source that returns the given readings in turn. */
 const readings = (...ns) => {

@@ -1,8 +1,7 @@
 // examples/baileys.mjs, with Baileys' makeWASocket and useMultiFileAuthState faked.
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runEchoBot, textOf } from "../examples/baileys.mjs";
-import { COMMAND } from "./support/helpers.mjs";
+import { COMMAND, test } from "./support/helpers.mjs";
 import { FakeBaileysSocket, inbound, until } from "./support/baileys.mjs";
 
 const me = { id: "4915123456789:3@s.whatsapp.net", lid: "123456789012345:3@lid" };
@@ -50,4 +49,6 @@ test("the echo bot answers a message through the socket heirline chose", async (
     const exit = await bot.close();
     assert.equal(exit.code, 0);
   }
+  // Closing the bot shut the engine down through the gateway, which logged it.
+  assert.ok(lines.includes("[heirline info] Stopped: gateway closed."), lines.join("\n"));
 });

@@ -1,12 +1,12 @@
 // `npm pack` holds everything the README uses: the files it names, the modules its code
 // imports, and whatever those import in turn. Nothing from test/.
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { builtinModules } from "node:module";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { test } from "./support/helpers.mjs";
 
 const PACKAGE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = JSON.parse(readFileSync(path.join(PACKAGE, "package.json"), "utf8"));

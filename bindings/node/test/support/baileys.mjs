@@ -6,6 +6,8 @@
 // * `end(error)` closes once: `connection.update` `{ connection: "close", lastDisconnect:
 //   { error, date } }`, where error is a Boom whose `output.statusCode` is the status.
 // * `sendMessage` throws Boom 428 "Connection Closed" when the socket is not open.
+// * `ws` is its websocket, which emits "frame" for every frame Baileys decodes
+//   (lib/Socket/socket.js: `ws.emit('frame', frame)` in onMessageReceived).
 import { EventEmitter } from "node:events";
 
 /** A Boom as Baileys throws and passes around. */
@@ -14,10 +16,15 @@ export function fakeBoom(message, statusCode) {
 }
 
 export class FakeBaileysSocket {
-  /** @param {{account: string, generation: number}} fields what makeSocket was called with */
+  /** @param {{account: string, generation: number, attempt: number}} fields makeSocket's */
   constructor(fields) {
     this.fields = fields;
     this.ev = new EventEmitter();
+    this.ws = new EventEmitter();
+    /** When set, `end` records the close but emits it only when `emitClose()` is called. */
+    this.deferClose = false;
+    /** @type {Error | undefined} */
+    this._closeError = undefined;
     this.authState = { creds: {} };
     // Baileys applies every creds.update to its auth state itself.
     this.ev.on("creds.update", (update) => Object.assign(this.authState.creds, update));
@@ -52,7 +59,19 @@ export class FakeBaileysSocket {
     if (this.closed) return; // Baileys: "connection already closed"
     this.closed = true;
     this.isOpen = false;
+    this._closeError = error;
+    if (!this.deferClose) this.emitClose();
+  }
+
+  /** The close reaches the listeners (late, when `deferClose` held it back). */
+  emitClose() {
+    const error = this._closeError;
     this.ev.emit("connection.update", { connection: "close", lastDisconnect: { error, date: new Date() } });
+  }
+
+  /** The websocket decoded a frame (a keepalive answer, a receipt, a message, ...). */
+  frame(node = { tag: "iq", attrs: { type: "result" } }) {
+    this.ws.emit("frame", node);
   }
 
   async sendMessage(jid, content, options) {
