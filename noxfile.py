@@ -120,7 +120,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks at 1k and 100k accounts; regenerates docs/performance.md (args: bench/run.py's)."""
+    """Benchmarks at 1k and 100k accounts; regenerates docs/performance.md.
+
+    Arguments go to bench/run.py.
+    """
     _install(session)
     args = session.posargs or ["--write", "docs/performance.md", "--accounts", "1000,100000"]
     session.run("python", "bench/run.py", *args)
