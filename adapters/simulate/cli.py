@@ -13,6 +13,7 @@ from heirline.adapters.simulate.report import (
     PlotUnavailable,
     ProgressLine,
     TextStream,
+    check_plot_path,
     plot,
     render,
     require_matplotlib,
@@ -112,6 +113,10 @@ def run_simulate(
         except PlotUnavailable as exc:
             print(f"heirline simulate: {exc}", file=err)
             return 2
+        problem = check_plot_path(args.plot)
+        if problem is not None:
+            print(f"heirline simulate: --plot {args.plot}: {problem}", file=err)
+            return 2
     try:
         profile = load_profile(args.profile)
     except ProfileError as exc:
@@ -135,6 +140,7 @@ def run_simulate(
         try:
             plot(summary, args.plot)
         except OSError as exc:
-            print(f"heirline simulate: cannot write the plot {args.plot}: {exc}", file=err)
+            reason = exc.strerror or exc
+            print(f"heirline simulate: --plot {args.plot}: cannot write it: {reason}", file=err)
             return 2
     return 0 if summary.ok else 1

@@ -436,6 +436,14 @@ def load_profile(path: str | Path) -> Profile:
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError as exc:
+        # `--profile quiet` is a natural slip: say what a profile is and where three are.
+        raise ProfileError(
+            shown,
+            "file",
+            f"cannot read it: {exc.strerror or exc} (a profile is the path of a TOML file, "
+            "such as examples/profiles/quiet.toml)",
+        ) from None
     except OSError as exc:
         raise ProfileError(shown, "file", f"cannot read it: {exc.strerror or exc}") from None
     if len(data) > MAX_FILE_BYTES:

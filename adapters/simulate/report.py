@@ -6,6 +6,8 @@ matplotlib, the optional extra ``heirline[plot]``.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +20,7 @@ __all__ = [
     "PlotUnavailable",
     "ProgressLine",
     "TextStream",
+    "check_plot_path",
     "plot",
     "render",
     "require_matplotlib",
@@ -199,8 +202,31 @@ def require_matplotlib() -> None:
         ) from None
 
 
+def check_plot_path(path: Path) -> str | None:
+    """Why a PNG could not be written at ``path``, or ``None``: checked before a run.
+
+    A run may take an hour; finding only then that ``--plot`` names a missing
+    directory or a directory itself would throw the run's picture away.
+    """
+    parent = path.parent
+    if path.is_dir():
+        return f"{path} is a directory"
+    if not parent.is_dir():
+        return f"{parent} is not a directory" if parent.exists() else f"no directory {parent}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot write in {parent}"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"cannot overwrite {path}"
+    return None
+
+
 def plot(summary: Summary, path: Path) -> None:
-    """A PNG of restarts and reply outcomes per bucket of virtual time."""
+    """A PNG of restarts and reply outcomes per bucket of virtual time, written at ``path``.
+
+    The image is drawn into a temporary file next to ``path`` and renamed over it
+    only once complete, so a failure (a full disk, matplotlib failing) leaves
+    ``path`` as it was, never a truncated PNG.
+    """
     require_matplotlib()
     import matplotlib
 
@@ -245,5 +271,13 @@ def plot(summary: Summary, path: Path) -> None:
         f"{summary.result['days']:g} days, seed {summary.result['seed']}"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    finally:
+        plt.close(fig)
