@@ -98,8 +98,8 @@ def assert_invariants(summary: Summary) -> None:
 
 @pytest.fixture(scope="module")
 def incident() -> Summary:
-    """The incident profile on 200 accounts for two days (shared: it is the slowest run)."""
-    return simulate(shipped("incident"), accounts=200, days=2.0, seed=2)
+    """The incident profile on 100 accounts for a day and a half (shared: a slow run)."""
+    return simulate(shipped("incident"), accounts=100, days=1.5, seed=2)
 
 
 @pytest.mark.parametrize("name", ["quiet", "relink"])
@@ -139,7 +139,7 @@ def test_the_retry_grace_holds_what_the_incident_profile_restarts(incident: Summ
     with_grace = parse_profile(
         text.replace("retry_grace_ms = false", "retry_grace_ms = 30000"), "incident+grace"
     )
-    on = simulate(with_grace, accounts=200, days=2.0, seed=2)
+    on = simulate(with_grace, accounts=100, days=1.5, seed=2)
     assert_invariants(on)
     assert section(on, "restarts")["health"].get("disconnected", 0) == 0
     # The replies those restarts handed over now wait for the controller's own retry.
@@ -203,9 +203,9 @@ def test_a_half_open_socket_is_closed_a_watchdog_period_after_its_last_frame(
 
 def test_the_same_seed_gives_the_same_result_and_another_seed_another() -> None:
     profile = parse_profile(EVERYTHING, "everything.toml")
-    first = simulate(profile, accounts=30, days=0.5, seed=11)
-    again = simulate(profile, accounts=30, days=0.5, seed=11)
-    other = simulate(profile, accounts=30, days=0.5, seed=12)
+    first = simulate(profile, accounts=12, days=0.25, seed=11)
+    again = simulate(profile, accounts=12, days=0.25, seed=11)
+    other = simulate(profile, accounts=12, days=0.25, seed=12)
     assert first.result == again.result
     assert first.result != other.result
 
@@ -373,13 +373,77 @@ def test_a_missing_profile_file_is_a_clear_error(
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--accounts", "0"], ["--accounts", "many"], ["--days", "0"], ["--days", "nan"]],
+    ("argv", "message"),
+    [
+        (["--accounts", "0"], "--accounts: must be in 1..10,000,000, got 0"),
+        (["--accounts", "-5"], "--accounts: must be in 1..10,000,000, got -5"),
+        (["--accounts", "10000001"], "--accounts: must be in 1..10,000,000, got 10000001"),
+        (["--accounts", "many"], "--accounts: not a whole number: 'many'"),
+        (["--accounts", "1.5"], "--accounts: not a whole number: '1.5'"),
+        (["--days", "0"], "--days: must be above 0 and at most 366, got 0"),
+        (["--days", "-1"], "--days: must be above 0 and at most 366, got -1"),
+        (["--days", "367"], "--days: must be above 0 and at most 366, got 367"),
+        (["--days", "nan"], "--days: must be above 0 and at most 366, got nan"),
+        (["--days", "inf"], "--days: must be above 0 and at most 366, got inf"),
+        (["--days", "a week"], "--days: not a number: 'a week'"),
+        (["--max-wall", "0"], "--max-wall: must be a positive number of seconds, got 0"),
+        (["--max-wall", "inf"], "--max-wall: must be a positive number of seconds, got inf"),
+        (["--seed", "x"], "--seed: invalid int value: 'x'"),
+        (["--runtime", "fast"], "--runtime: invalid choice: 'fast'"),
+    ],
 )
-def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_naming_the_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as raised:
         cli.main(["simulate", "--profile", str(PROFILES / "quiet.toml"), *argv])
     assert raised.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"argument {message}" in err
+
+
+def test_a_profile_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["simulate", "--accounts", "5"])
+    assert raised.value.code == 2
+    assert "--profile" in capsys.readouterr().err
+
+
+def test_a_profile_name_instead_of_a_file_says_what_a_profile_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no file called "quiet" here
+    code, out, err = run_cli(["--profile", "quiet", "--accounts", "5"], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("heirline simulate: quiet: file: cannot read it: No such file")
+    assert "examples/profiles/quiet.toml" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read it"),  # the path is a directory
+        (b"name = '\xff'\n", "not UTF-8"),
+        (b"#" * (1 << 20) + b"\n", "larger than 1048576 bytes"),
+        (b"", None),  # empty: every default, which is a valid profile
+    ],
+)
+def test_a_profile_file_that_cannot_be_read_is_refused(
+    content: bytes | None, message: str | None, tmp_path: Path
+) -> None:
+    path = tmp_path / "p.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    if message is None:
+        assert load_profile(path).name == "p"
+        return
+    with pytest.raises(ProfileError) as raised:
+        load_profile(path)
+    assert (raised.value.path, raised.value.key) == (str(path), "file")
+    assert message in raised.value.message
 
 
 def test_plot_without_matplotlib_names_the_extra_and_runs_nothing(
@@ -395,13 +459,56 @@ def test_plot_without_matplotlib_names_the_extra_and_runs_nothing(
     assert not png.exists()
 
 
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("missing/out.png", "no directory"), ("a-dir", "is a directory"), ("file/out.png", "not a")],
+)
+def test_a_plot_that_cannot_be_written_is_refused_before_the_run(
+    where: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "file").write_text("not a directory", "utf-8")
+    target = tmp_path / where
+    argv = ["--profile", str(PROFILES / "quiet.toml"), "--accounts", "5", "--plot", str(target)]
+    code, out, err = run_cli(argv, capsys)
+    assert (code, out) == (2, "")  # nothing ran: no summary
+    assert err.startswith(f"heirline simulate: --plot {target}: ")
+    assert message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "file"]
+
+
+def test_a_plot_that_fails_while_written_leaves_the_old_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def half_then_full_disk(self: Figure, fname: Any, **kwargs: Any) -> None:
+        fname.write(b"\x89PNG\r\n\x1a\n half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", half_then_full_disk)
+    png = tmp_path / "out.png"
+    png.write_bytes(b"the previous run's plot")
+    argv = ["--profile", str(PROFILES / "quiet.toml"), "--accounts", "5", "--days", "0.05"]
+    code, out, err = run_cli([*argv, "--plot", str(png)], capsys)
+    assert code == 2
+    assert "every reply ended exactly once" in out  # the summary itself was printed
+    assert f"--plot {png}: cannot write it: No space left on device" in err
+    assert png.read_bytes() == b"the previous run's plot"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temporary left
+
+
 def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "out.png"
     argv = ["--profile", str(PROFILES / "incident.toml"), "--accounts", "20", "--days", "0.2"]
+    png.write_bytes(b"an older plot")
     code, _, _ = run_cli([*argv, "--plot", str(png)], capsys)
     assert code == 0
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
 def test_progress_redraws_one_line_on_a_terminal() -> None:
@@ -427,3 +534,70 @@ def test_progress_without_a_terminal_writes_few_plain_lines() -> None:
     line(86_400_000, 86_400_000, 20)  # the end always gets one
     assert stream.getvalue().count("\n") == 1
     assert "\r" not in stream.getvalue()
+
+
+def test_the_documented_format_loads_and_names_every_key() -> None:
+    """docs/simulate.md's format block is a valid profile that sets every key there is."""
+    import re
+    import tomllib
+
+    from heirline.adapters.simulate.profile import _ENGINE_KEYS, Fleet, Traffic
+    from heirline.core.backoff import BackoffConfig
+    from heirline.core.health import HealthConfig
+
+    doc = (ROOT / "docs" / "simulate.md").read_text("utf-8")
+    block = re.search(r"## The profile format.*?```toml\n(.*?)```", doc, re.S)
+    assert block is not None
+    profile = parse_profile(block.group(1), "docs/simulate.md")
+    assert profile.fleet == Fleet()  # [fleet] shows the defaults
+    table = tomllib.loads(block.group(1))
+    assert set(table["fleet"]) == set(Fleet.__dataclass_fields__)
+    assert set(table["traffic"]) == set(Traffic.__dataclass_fields__)
+    assert set(table["engine"]) == set(_ENGINE_KEYS)
+    for name in (*HealthConfig.__dataclass_fields__, *BackoffConfig.__dataclass_fields__):
+        assert name == "bases" or name in block.group(1), f"docs/simulate.md: {name}"
+
+
+def _doc_section(title: str) -> str:
+    doc = (ROOT / "docs" / "simulate.md").read_text("utf-8")
+    start = doc.index(f"\n## {title}\n")
+    end = doc.find("\n## ", start + 1)
+    return doc[start : end if end >= 0 else len(doc)]
+
+
+def test_the_documented_flags_are_the_commands_flags() -> None:
+    """docs/simulate.md's usage block and flag table name every option, and no other."""
+    import argparse
+    import re
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {
+        option
+        for action in sub.choices["simulate"]._actions
+        for option in action.option_strings
+        if option not in ("-h", "--help")
+    }
+    running = _doc_section("Running it")
+    usage = running.split("```")[1]
+    table = re.findall(r"^\| `(--[a-z-]+)", running, re.M)
+    assert set(re.findall(r"--[a-z-]+", usage)) == flags
+    assert sorted(table) == sorted(flags)
+
+
+def test_the_documented_json_keys_are_the_summarys_keys() -> None:
+    """Every key of ``--json`` (two levels down, but for open-ended maps) is documented."""
+    import re
+
+    summary = simulate(parse_profile(EVERYTHING, "e"), accounts=5, days=0.05, seed=1)
+    doc = summary.to_json()
+    documented = set(re.findall(r"`([a-z0-9_]+)`", _doc_section("Reading the summary")))
+    keys = set(doc)
+    for name, value in doc.items():
+        if isinstance(value, dict) and name not in ("faults",):  # faults: the profile's own
+            keys |= set(value)
+            if name == "timeline":
+                keys |= set(value["series"])
+    keys -= set(section(summary, "restarts")["health"])  # reasons, not keys
+    assert keys, "no keys"
+    assert keys - documented == set()
