@@ -25,6 +25,7 @@ from functools import partial
 from typing import Protocol, runtime_checkable
 
 from heirline.adapters.channel import Identity, Ledger
+from heirline.adapters.durable import Durable
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
@@ -201,6 +202,8 @@ class GatewayBase:
         self.sockets: dict[tuple[str, int], int] = {}
         self._queue: deque[Event] = deque()
         self._draining = False
+        #: The journal every step is written to before its effects are carried out (None: none).
+        self.durable: Durable | None = None
         self._flight: dict[tuple[str, int, str], deque[str]] = {}
 
     # ------------------------------------------------------------ to override
@@ -249,7 +252,10 @@ class GatewayBase:
             while self._queue and self._accepting():
                 ev = self._queue.popleft()
                 now = self.now_ms()
-                for effect in self.engine.handle(ev, now):
+                effects = self.engine.handle(ev, now)
+                if self.durable is not None:
+                    self.durable.commit(self.engine)  # on disk before anything is carried out
+                for effect in effects:
                     self._carry_out(effect, now)
         finally:
             self._draining = False
