@@ -55,6 +55,7 @@ JOURNALED = EngineConfig(health_timer=False, log_level=LogLevel.WARNING, journal
 #: Reply steps per measured replay (power: each durable step waits for an fsync).
 REPLIES = {"memory": 2_000, "process": 2_000, "power": 200}
 FRAMES_PER_REPLY = 2
+PAYLOAD = "a reply of a realistic length, about sixty bytes, say"
 
 
 def pn(i: int) -> str:
@@ -78,18 +79,15 @@ def stream(n: int, replies: int) -> list[tuple[Event, int]]:
     """Reply steps spread over the accounts, with frames between them."""
     rng = random.Random(SEED)
     out: list[tuple[Event, int]] = []
-    now = 0
     for r in range(replies):
         account = f"a{rng.randrange(n)}"
         rid = f"r{r}"
-        now += 1
+        now = r + 1
         out.append((ReplyCaptured(reply_id=rid, account=account, generation=1, chat="c@g.us"), now))
         for _ in range(FRAMES_PER_REPLY):
             other = f"a{rng.randrange(n)}"
             out.append((Activity(account=other, generation=1, attempt=1), now))
-        out.append(
-            (ReplyReady(reply_id=rid, payload="a reply of a realistic length, say 60 B"), now)
-        )
+        out.append((ReplyReady(reply_id=rid, payload=PAYLOAD), now))
         out.append((TransmitAcked(reply_id=rid, generation=1, attempt=1), now))
     return out
 
@@ -184,7 +182,7 @@ def report(accounts: list[int]) -> list[str]:
         f"Stream: per reply, capture, {FRAMES_PER_REPLY} activity frames, ready, ack "
         f"({2 + FRAMES_PER_REPLY + 1} events, 3 of them durable changes).",
         "",
-        "| accounts | mode | per event | × `handle` alone | JSON records / event "
+        "| accounts | mode | per event | x `handle` alone | JSON records / event "
         "| WAL bytes / event |",
         "|---:|---|---:|---:|---:|---:|",
     ]
@@ -200,11 +198,11 @@ def report(accounts: list[int]) -> list[str]:
                 "power": '+ write, `durability="power"`',
             }
             for mode, run in runs.items():
-                record = f"{runs['tracking'].record_bytes:.0f} B" if mode != "memory" else "–"
-                wal = f"{run.wal_bytes:,.0f} B" if run.wal_bytes else "–"
+                record = f"{runs['tracking'].record_bytes:.0f} B" if mode != "memory" else "-"
+                wal = f"{run.wal_bytes:,.0f} B" if run.wal_bytes else "-"
                 lines.append(
                     f"| {n:,} | {names[mode]} | {_time(run.ns_per_event)} | "
-                    f"{run.ns_per_event / memory:.1f}× | {record} | {wal} |"
+                    f"{run.ns_per_event / memory:.1f}x | {record} | {wal} |"
                 )
     lines += [
         "",
