@@ -42,7 +42,7 @@ def tests(session: nox.Session) -> None:
     """The suite on each CPython; on the oldest also coverage >= 90 % and the explorer."""
     # neonize: tests/test_neonize.py runs the adapter against neonize's own client. It skips
     # itself where the extra is missing; here that would be a false green, so import it first.
-    _install(session, "[test,neonize]")
+    _install(session, "[test,neonize,cli]")
     session.run("python", "-c", "import heirline.adapters.neonize")
     oldest = [
         "--cov=heirline.core",
@@ -118,7 +118,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Benchmarks at 1k and 100k accounts; regenerates docs/performance.md (args: bench/run.py's)."""
+    """Benchmarks at 1k and 100k accounts; regenerates docs/performance.md (args: run.py's)."""
     _install(session)
     args = session.posargs or ["--write", "docs/performance.md", "--accounts", "1000,100000"]
     session.run("python", "bench/run.py", *args)

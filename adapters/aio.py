@@ -28,12 +28,15 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable, Coroutine, Iterable
+import os
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Self
 
+from heirline.adapters.authdir import AuthDir
 from heirline.adapters.durable import Durable, Restored, journaled
-from heirline.adapters.fake import At, GatewayBase, ScriptTimeout, Until
+from heirline.adapters.gateway import GatewayBase
+from heirline.adapters.script import At, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.effects import Effect, Transmit
 from heirline.core.engine import EngineConfig
@@ -92,6 +95,7 @@ class AsyncGateway(GatewayBase):
         random: Callable[[], float],
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        auth_dirs: Mapping[str, str | os.PathLike[str] | AuthDir] | None = None,
         boot_ms: int = 0,
         speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
@@ -103,14 +107,14 @@ class AsyncGateway(GatewayBase):
             raise ValueError(f"speed {problem}")
         if journal is not None:
             config = journaled(config)
-        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
-        self._journal_path = journal
-        self._durability = durability
-        #: What :meth:`start` brought back from the journal (None without one).
-        self.restored: Restored | None = None
-        #: Why the journal could not be written (the gateway then takes no more events).
-        self.journal_failure: JournalError | None = None
-        self._detached = False
+        super().__init__(
+            config,
+            random=random,
+            mapping=mapping,
+            auth_dir=auth_dir,
+            auth_dirs=auth_dirs,
+            boot_ms=boot_ms,
+        )
         self._factory = transport_factory
         self.speed = speed
         self._shutdown_timeout = shutdown_timeout
@@ -125,6 +129,13 @@ class AsyncGateway(GatewayBase):
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._closing = False
         self.closed = False
+        self._journal_path = journal
+        self._durability = durability
+        #: What :meth:`start` brought back from the journal (None without one).
+        self.restored: Restored | None = None
+        #: Why the journal could not be written (the gateway then takes no more events).
+        self.journal_failure: JournalError | None = None
+        self._detached = False
 
     @classmethod
     def over_channel(cls, port: int, config: EngineConfig | None = None, **kwargs: Any) -> Self:

@@ -22,9 +22,11 @@ Every time is the minimum over repeats; ratios are what transfers.
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import heapq
 import os
+import pstats
 import random
 import sys
 import time
@@ -32,6 +34,7 @@ import timeit
 import tracemalloc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from heirline.core import __file__ as core_file
 from heirline.core.effects import CloseSocket, LogLevel, OpenSocket, Rejected, StartTimer
@@ -378,6 +381,7 @@ class Figures:
     reply_step_ns: float
     dict_ns: float
     breakdown: dict[str, tuple[int, float]]
+    profile: list[tuple[str, int, float]]  # (function, calls, share of own time)
 
 
 def measure(
@@ -408,6 +412,7 @@ def measure(
         reply_step_ns=reply,
         dict_ns=dict_lookup_ns(),
         breakdown=breakdown(n, stream, accounts, pns),
+        profile=profile(n, stream, accounts, pns),
     )
 
 
@@ -463,6 +468,44 @@ def table(figures: Iterable[Figures]) -> list[str]:
     return rows
 
 
+def profile(
+    n: int, stream: list[tuple[Event, int]], accounts: list[str], pns: list[str], top: int = 12
+) -> list[tuple[str, int, float]]:
+    """Where a replay's time goes: the functions with the most own time (cProfile).
+
+    Names are ``module.function`` within heirline (no paths); the profiler's own
+    overhead inflates small functions, so read the shares, not absolute times.
+    """
+    world = connect(n, accounts, pns)
+    handle = world.engine.handle
+    profiler = cProfile.Profile()
+    gc.collect()
+    profiler.enable()
+    for event, now in stream:
+        handle(event, now)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in stats.values()) or 1.0
+    rows = []
+    for (filename, _line, function), entry in stats.items():
+        where = Path(filename)
+        if filename == "~":  # a builtin: cProfile names it "<method 'get' of 'dict' objects>"
+            name = function.strip("<>")
+        else:
+            module = where.stem if "heirline" in where.parts else where.name
+            name = f"{module}.{function}"
+        rows.append((name, int(entry[1]), entry[2] / total))
+    rows.sort(key=lambda row: -row[2])
+    return rows[:top]
+
+
+def profile_rows(f: Figures) -> list[str]:
+    rows = ["| function (own time) | calls | share |", "|---|---:|---:|"]
+    for name, calls, share in f.profile:
+        rows.append(f"| `{name}` | {calls:,} | {share * 100:.1f} % |")
+    return rows
+
+
 def breakdown_rows(f: Figures) -> list[str]:
     rows = ["| event | count | mean |", "|---|---:|---:|"]
     for label, (count, ns) in f.breakdown.items():
@@ -498,6 +541,12 @@ def report(accounts: list[int]) -> list[str]:
         f"Per event type at {figures[-1].accounts:,} accounts (one timed replay):",
         "",
         *breakdown_rows(figures[-1]),
+        "",
+        f"Where the replay's time goes at {figures[-1].accounts:,} accounts (cProfile, "
+        "own time of each function; the gap to the goals is spread over the dispatch, the "
+        "controller's transition and its effects, with no single hot spot left):",
+        "",
+        *profile_rows(figures[-1]),
         "",
     ]
     print("\n".join(lines))

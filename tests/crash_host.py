@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from heirline.adapters import jsonio
 from heirline.adapters.durable import journaled
 from heirline.adapters.journal import SqliteJournal
 from heirline.adapters.stdio import build_config
@@ -82,7 +81,7 @@ class Child:
                     raise ChildDied(self.stderr())
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        out = orjson.loads(line)
+        out = jsonio.loads(line)
         assert isinstance(out, dict)
         return out
 
@@ -196,7 +195,7 @@ class CrashHost:
     # ------------------------------------------------------------ the child
 
     def hello(self) -> bytes:
-        return orjson.dumps({"hello": {"protocol": 2, "seed": 7, "config": CONFIG}})
+        return jsonio.dumps({"hello": {"protocol": 2, "seed": 7, "config": CONFIG}})
 
     def spawn(self, kill_in_hello: float | None = None) -> bool:
         """Start a server on the journal; False if it was killed during its hello."""
@@ -222,7 +221,7 @@ class CrashHost:
 
     def send(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         assert self.child is not None
-        answer = self.child.request(orjson.dumps({"now": self.now, "event": event}))
+        answer = self.child.request(jsonio.dumps({"now": self.now, "event": event}))
         self.report.lines += 1
         assert "effects" in answer, (event, answer)
         effects: list[dict[str, Any]] = answer["effects"]
@@ -232,7 +231,7 @@ class CrashHost:
     def send_and_kill(self, event: dict[str, Any], delay_s: float) -> None:
         """Write ``event``, SIGKILL the server ``delay_s`` later; its answer is lost."""
         assert self.child is not None
-        self.child.write(orjson.dumps({"now": self.now, "event": event}))
+        self.child.write(jsonio.dumps({"now": self.now, "event": event}))
         self.report.kills_after_answer += self.child.kill(delay_s)
         self.report.kills += 1
         self.child = None

@@ -14,10 +14,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from heirline.adapters import cli
+from heirline.adapters import cli, jsonio
 from heirline.adapters.aio import AsyncGateway
 from heirline.adapters.channel import ChannelServer
 from heirline.adapters.durable import Durable, JournalWriteError, journaled
@@ -29,18 +28,18 @@ from heirline.core.journal import JournalError
 PN = "4915123456789@s.whatsapp.net"
 OTHER = "4917000000001@s.whatsapp.net"
 CONFIG = {"health_timer": False, "resendable_kinds": ["text", "media"]}
-HELLO = orjson.dumps({"hello": {"protocol": 2, "seed": 7, "config": CONFIG}})
+HELLO = jsonio.dumps({"hello": {"protocol": 2, "seed": 7, "config": CONFIG}})
 
 
 def line(now: int | None, event: dict[str, Any], rid: int | None = None) -> bytes:
     body: dict[str, Any] = {"id": rid, "event": event}
     if now is not None:
         body["now"] = now
-    return orjson.dumps(body)
+    return jsonio.dumps(body)
 
 
 def answer(raw: bytes) -> dict[str, Any]:
-    out = orjson.loads(raw)
+    out = jsonio.loads(raw)
     assert isinstance(out, dict)
     return out
 
@@ -132,7 +131,7 @@ def test_a_file_that_is_not_a_journal_refuses_the_hello(tmp_path: Path) -> None:
 def test_a_journal_of_another_config_refuses_the_hello(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite"
     busy_session(path).end()
-    other = orjson.dumps({"hello": {"protocol": 2, "seed": 7, "config": {"max_transmissions": 2}}})
+    other = jsonio.dumps({"hello": {"protocol": 2, "seed": 7, "config": {"max_transmissions": 2}}})
     error = answer(Session(journal=str(path)).feed(other))["error"]
     assert error["code"] == "journal_error"
     assert "another configuration" in error["message"]
@@ -154,7 +153,7 @@ def test_the_monotonic_clock_resumes_at_the_journals_now(tmp_path: Path) -> None
     busy_session(path).end()
     ticks = iter([5_000_000, 5_000_000 + 70])  # another process: another origin entirely
     s = Session(journal=str(path), monotonic_ms=lambda: next(ticks))
-    hello = orjson.dumps(
+    hello = jsonio.dumps(
         {"hello": {"protocol": 2, "seed": 7, "clock": "monotonic", "config": CONFIG}}
     )
     s.feed(hello)
