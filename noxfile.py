@@ -164,6 +164,16 @@ def simulate(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def crash(session: nox.Session) -> None:
+    """The long crash test: a journaled server SIGKILLed a few hundred times (bounded in time)."""
+    _install(session, "[test]")
+    # -s: the test prints its counts (kills, replies, outcomes, lost, duplicates, identity)
+    session.run(
+        "pytest", "-m", "crash", "-v", "-s", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"}
+    )
+
+
+@nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
     """The long chaos soak over loopback (bounded in count and time)."""
     _install(session, "[test]")
