@@ -69,8 +69,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the installed package, the tests and the example programs."""
-    # heirline.adapters.neonize is typed against neonize, the simulator's plot against matplotlib
-    _install(session, "[dev,neonize,plot]")
+    # typed against each optional library: neonize, rich (the cli extra), matplotlib (plot)
+    _install(session, "[dev,neonize,cli,plot]")
     session.run("mypy", "--strict", "-p", "heirline.core", "-p", "heirline.adapters")
     session.run("mypy", "--strict", "tests", "noxfile.py", "docs/neonize_echo.py")
 
