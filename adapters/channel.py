@@ -7,7 +7,8 @@ that moment. Messages are acknowledged by id, repeated ids are deduplicated
 per identity, and a :class:`Ledger` keeps what every identity received. Tests
 and the demo drive the server from Python (:meth:`ChannelServer.close_account`,
 :meth:`ChannelServer.relink`, ...) and optionally let seeded chaos close, drop
-and relink connections. Every loop is bounded in count and time.
+and relink connections. Every loop is bounded in count and time. The identities and
+the ledger live in :mod:`heirline.adapters.ledger` (re-exported here).
 
 The wire protocol is documented in ``docs/channel-server.md``.
 """
@@ -23,11 +24,11 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
-import orjson
-
-from heirline.adapters.transport import DEFAULT_MAX_LINE_BYTES
+from heirline.adapters import frames
+from heirline.adapters.jsonio import JsonError, loads
+from heirline.adapters.ledger import Identity, IdentityLedger, Ledger, LedgerEntry, LedgerSummary
 
 __all__ = [
     "DEFAULT_CHAOS_STATUSES",
@@ -51,124 +52,8 @@ _log = logging.getLogger(__name__)
 #: The Baileys close codes chaos picks from (connectionLost, connectionClosed,
 #: badSession, unavailableService, restartRequired, connectionReplaced, loggedOut).
 DEFAULT_CHAOS_STATUSES: tuple[int, ...] = (408, 428, 500, 503, 515, 440, 401)
-#: Longest message id, chat and kind the server accepts.
-_MAX_FIELD = 1024
 _STATUS_LOGGED_OUT = 401
 _STATUS_REPLACED = 440
-
-
-# --------------------------------------------------------------------------- identities and ledger
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """A self identity as the channel shows it; any form may be missing (unauthenticated)."""
-
-    pn: str | None = None
-    lid: str | None = None
-    e164: str | None = None
-
-    @property
-    def authenticated(self) -> bool:
-        return self.pn is not None or self.lid is not None or self.e164 is not None
-
-    def has_form(self, value: str) -> bool:
-        """True if ``value`` is this identity's PN JID, LID or E.164."""
-        return value in (self.pn, self.lid, self.e164)
-
-    def __str__(self) -> str:
-        forms = [f for f in (self.pn, self.lid, self.e164) if f is not None]
-        return " / ".join(forms) if forms else "(unauthenticated)"
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    """One message an identity received (first copy only)."""
-
-    message_id: str
-    identity: Identity
-    account: str
-    chat: str
-    kind: str
-    payload: str
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityLedger:
-    """What one identity received: message ids in arrival order, and repeats suppressed."""
-
-    identity: Identity
-    message_ids: tuple[str, ...]
-    duplicates_suppressed: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerSummary:
-    """The whole ledger at one moment.
-
-    ``cross_identity`` lists message ids that more than one identity received:
-    for heirline that is always a bug (a reply went out through the wrong
-    identity, or was replayed through a relinked one).
-    """
-
-    identities: tuple[IdentityLedger, ...]
-    total: int
-    duplicates_suppressed: int
-    cross_identity: tuple[str, ...]
-
-
-class Ledger:
-    """Per-identity record of received messages, deduplicated by message id."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Identity, dict[str, LedgerEntry]] = {}
-        self._duplicates: dict[Identity, int] = {}
-        self._holders: dict[str, list[Identity]] = {}
-
-    def record(
-        self, identity: Identity, account: str, message_id: str, chat: str, kind: str, payload: str
-    ) -> bool:
-        """Record a message; ``False`` (counted as suppressed) if that identity already has it."""
-        seen = self._entries.setdefault(identity, {})
-        if message_id in seen:
-            self._duplicates[identity] = self._duplicates.get(identity, 0) + 1
-            return False
-        seen[message_id] = LedgerEntry(message_id, identity, account, chat, kind, payload)
-        self._holders.setdefault(message_id, []).append(identity)
-        return True
-
-    def _matching(self, identity: Identity | str) -> list[Identity]:
-        if isinstance(identity, Identity):
-            return [identity] if identity in self._entries else []
-        return [known for known in self._entries if known.has_form(identity)]
-
-    def entries(self, identity: Identity | str) -> tuple[LedgerEntry, ...]:
-        """Entries of ``identity`` (or of every identity having that PN/LID/E.164 form)."""
-        return tuple(e for i in self._matching(identity) for e in self._entries[i].values())
-
-    def received(self, identity: Identity | str) -> tuple[str, ...]:
-        """Message ids ``identity`` received, in arrival order (see :meth:`entries`)."""
-        return tuple(entry.message_id for entry in self.entries(identity))
-
-    def holders(self, message_id: str) -> tuple[Identity, ...]:
-        """Every identity that received ``message_id``."""
-        return tuple(self._holders.get(message_id, ()))
-
-    @property
-    def total(self) -> int:
-        return sum(len(seen) for seen in self._entries.values())
-
-    @property
-    def duplicates_suppressed(self) -> int:
-        return sum(self._duplicates.values())
-
-    def summary(self) -> LedgerSummary:
-        identities = tuple(
-            IdentityLedger(identity, tuple(seen), self._duplicates.get(identity, 0))
-            for identity, seen in self._entries.items()
-        )
-        cross = tuple(mid for mid, holders in self._holders.items() if len(holders) > 1)
-        return LedgerSummary(identities, self.total, self.duplicates_suppressed, cross)
 
 
 # --------------------------------------------------------------------------- chaos
@@ -354,7 +239,7 @@ class ChannelServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_line_bytes: int = frames.DEFAULT_MAX_LINE_BYTES,
         max_connections: int = 1024,
         replace_on_login: bool = False,
         write_timeout: float | int = 5.0,
@@ -614,7 +499,7 @@ class ChannelServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Connection(next(self._ids), writer, asyncio.current_task())
         if self._stopping or len(self._connections) >= self._max_connections:
-            writer.write(_frame({"t": "error", "message": "server busy"}))
+            writer.write(frames.encode(frames.Error("server busy")))
             writer.close()
             return
         self._connections[conn.cid] = conn
@@ -642,39 +527,31 @@ class ChannelServer:
             if not line.strip() or conn.silent:
                 continue  # a half-open connection: what the client sends never arrives
             try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                frame = frames.decode_client(loads(line))
+            except JsonError:
                 await self._send_error(conn, "frame is not JSON")
                 continue
-            if not isinstance(frame, dict):
-                await self._send_error(conn, "frame is not a JSON object")
+            except frames.FrameError as exc:
+                await self._send_error(conn, exc.message, exc.message_id)
                 continue
-            kind = frame.get("t")
-            if kind == "login":
+            if isinstance(frame, frames.Login):
                 await self._on_login(conn, frame)
-            elif kind == "send":
+            elif isinstance(frame, frames.Send):
                 await self._on_send(conn, frame)
-            elif kind == "ping":
-                await self._write(conn, {"t": "pong"})
             else:
-                await self._send_error(conn, f"unknown frame type {kind!r}")
+                await self._write(conn, frames.Pong())
 
-    async def _on_login(self, conn: _Connection, frame: dict[str, Any]) -> None:
-        name = frame.get("account")
+    async def _on_login(self, conn: _Connection, frame: frames.Login) -> None:
+        name = frame.account
         if conn.account is not None:
             await self._send_error(conn, "already logged in")
-            return
-        if not isinstance(name, str) or not name:
-            await self._send_error(conn, "login needs a non-empty string 'account'")
             return
         acct = self._accounts.get(name)
         if acct is None or acct.logged_out:
             self._record("login", name, "refused: unknown or logged out")
             self._close_connection(conn, _STATUS_LOGGED_OUT)
             return
-        token = frame.get("generation")
-        if not _is_token(token):
-            token = None
+        token = frame.generation
         if token is not None and self._stale(acct, token, None):
             await self._send_error(
                 conn, f"stale fencing token: generation {token} < newest {acct.fence}"
@@ -690,18 +567,10 @@ class ChannelServer:
         acct.connections.add(conn)
         self._record("login", name, f"connection {conn.cid} as {acct.identity}")
         identity = acct.identity
-        await self._write(
-            conn, {"t": "ready", "pn": identity.pn, "lid": identity.lid, "e164": identity.e164}
-        )
+        await self._write(conn, frames.Ready(identity.pn, identity.lid, identity.e164))
 
-    async def _on_send(self, conn: _Connection, frame: dict[str, Any]) -> None:
-        message_id = frame.get("id")
-        if not isinstance(message_id, str) or not 0 < len(message_id) <= _MAX_FIELD:
-            await self._send_error(conn, "send needs a string 'id' of 1..1024 characters")
-            return
-        chat = frame.get("chat")
-        kind = frame.get("kind", "text")
-        payload = frame.get("payload", "")
+    async def _on_send(self, conn: _Connection, frame: frames.Send) -> None:
+        message_id, chat, kind, payload = frame.id, frame.chat, frame.kind, frame.payload
         identity = conn.identity
         if conn.account is None or identity is None:
             await self._send_error(conn, "send before login", message_id)
@@ -709,19 +578,7 @@ class ChannelServer:
         if not identity.authenticated:
             await self._send_error(conn, "not authenticated", message_id)
             return
-        if not (
-            isinstance(chat, str)
-            and 0 < len(chat) <= _MAX_FIELD
-            and isinstance(kind, str)
-            and len(kind) <= _MAX_FIELD
-            and isinstance(payload, str)
-        ):
-            await self._send_error(conn, "send needs string 'chat', 'kind', 'payload'", message_id)
-            return
-        token: object = frame.get("generation", conn.token)
-        if token is not None and not _is_token(token):
-            await self._send_error(conn, "send 'generation' must be an integer >= 0", message_id)
-            return
+        token = frame.generation if frame.generation is not None else conn.token
         acct = self._accounts.get(conn.account)
         if acct is not None and token is not None and self._stale(acct, token, message_id):
             await self._send_error(
@@ -748,7 +605,7 @@ class ChannelServer:
         )
         delay = max(base, chaos.ack_delay_ms)
         if not delay:
-            await self._write(conn, {"t": "ack", "id": message_id})
+            await self._write(conn, frames.Ack(message_id))
             return
         # A delayed ack does not hold up the connection: later frames (pings, sends) are
         # read and answered meanwhile, and a client that hangs up is noticed at once.
@@ -775,21 +632,18 @@ class ChannelServer:
         """Ack after ``delay_ms``, cut short (and unwritten) when the connection closes."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.closed_event.wait(), delay_ms / 1000)
-        await self._write(conn, {"t": "ack", "id": message_id})
+        await self._write(conn, frames.Ack(message_id))
 
     async def _send_error(
         self, conn: _Connection, message: str, message_id: str | None = None
     ) -> None:
-        frame: dict[str, Any] = {"t": "error", "message": message}
-        if message_id is not None:
-            frame["id"] = message_id
         self._record("error", conn.account, message)
-        await self._write(conn, frame)
+        await self._write(conn, frames.Error(message, message_id))
 
-    async def _write(self, conn: _Connection, frame: dict[str, Any]) -> None:
+    async def _write(self, conn: _Connection, frame: frames.ServerFrame) -> None:
         if conn.closed or conn.silent or conn.writer.is_closing():
             return
-        conn.writer.write(_frame(frame))
+        conn.writer.write(frames.encode(frame))
         try:
             await asyncio.wait_for(conn.writer.drain(), self._write_timeout)
         except (OSError, TimeoutError):
@@ -807,14 +661,6 @@ class ChannelServer:
                 acct.connections.discard(conn)
         if not conn.writer.is_closing():
             if status is not None:
-                conn.writer.write(_frame({"t": "closed", "status": status}))
+                conn.writer.write(frames.encode(frames.Closed(status)))
             conn.writer.close()
         return 1
-
-
-def _is_token(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _frame(obj: dict[str, Any]) -> bytes:
-    return orjson.dumps(obj) + b"\n"

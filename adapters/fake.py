@@ -1,58 +1,44 @@
 """The deterministic runtime: a virtual clock, a timer scheduler and an in-memory channel.
 
-Nothing here decides anything. :class:`GatewayBase` is the effect-dispatch both
-runtimes share (this one and :mod:`heirline.adapters.aio`): it feeds events to
-the engine one at a time, carries out the effects in order, and turns channel
-facts (the :class:`~heirline.adapters.transport.TransportCallbacks`) back into
-events. :class:`FakeGateway` runs it on virtual time against a
-:class:`FakeChannel`, an in-memory stand-in for the reference channel server
-with the same control API (``add_account``, ``close_account``, ``relink``) and
-the same deduplicating :class:`~heirline.adapters.channel.Ledger`.
+Nothing here decides anything. :class:`FakeGateway` runs the shared effect
+dispatcher (:class:`~heirline.adapters.gateway.GatewayBase`) on virtual time
+against a :class:`FakeChannel`, an in-memory stand-in for the reference channel
+server with the same control API (``add_account``, ``close_account``,
+``relink``; :class:`~heirline.adapters.script.ChannelControl`) and the same
+deduplicating :class:`~heirline.adapters.ledger.Ledger`.
 
-Scenarios are written once as generators (:data:`Script`) that yield
-:class:`At` / :class:`Until` and run unchanged on either runtime.
+Scenarios are written once as generators (:data:`~heirline.adapters.script.Script`)
+that yield ``At`` / ``Until`` and run unchanged on either runtime. The names
+that moved out of this module (``GatewayBase``, ``TimelineEntry``,
+``ReplyOutcome``, ``At``, ``Until``, ``Script``, ``ScriptTimeout``,
+``ChannelControl``) are still importable from here.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import random as _random
-from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-from heirline.adapters.channel import Identity, Ledger
-from heirline.core.effects import (
-    CancelTimer,
-    CloseSocket,
-    Effect,
-    Log,
-    LogValue,
-    OpenSocket,
-    Registered,
-    Rejected,
-    ReplyDelivered,
-    ReplyFailed,
-    StartTimer,
-    Transmit,
-    Unregistered,
+from heirline.adapters.authdir import AuthDir
+from heirline.adapters.gateway import GatewayBase, ReplyOutcome, TimelineEntry
+from heirline.adapters.ledger import Identity, Ledger
+from heirline.adapters.script import (
+    STATUS_LOGGED_OUT,
+    At,
+    ChannelControl,
+    Script,
+    ScriptTimeout,
+    Until,
 )
-from heirline.core.engine import Engine, EngineConfig
-from heirline.core.events import (
-    Activity,
-    ActivityKind,
-    Event,
-    MappingLearned,
-    Shutdown,
-    SocketClosed,
-    SocketOpened,
-    TimerFired,
-    TransmitAcked,
-    TransmitFailed,
-)
+from heirline.core.effects import Transmit
+from heirline.core.engine import EngineConfig
+from heirline.core.events import TimerFired
 from heirline.core.identity import LidMapping
 from heirline.core.policy import Status
 from heirline.core.timers import Timer
@@ -72,378 +58,10 @@ __all__ = [
     "VirtualClock",
 ]
 
-#: Close status the fake reports for a login refused (unknown or logged-out account).
-STATUS_LOGGED_OUT = Status.LOGGED_OUT
 #: Baileys ``connectionClosed``: what a send on a closed socket fails with.
 STATUS_CONNECTION_CLOSED = Status.CONNECTION_CLOSED
 #: How often (virtual ms) a live fake socket shows a transport frame (Baileys' keepalive is 30 s).
 DEFAULT_KEEPALIVE_MS = 30_000
-
-
-# --------------------------------------------------------------------------- shared records
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One line of a run's timeline: an engine log record, an outcome, or a scenario note."""
-
-    at_ms: int
-    level: str
-    code: str
-    message: str
-    account: str | None = None
-    generation: int | None = None
-    fields: dict[str, LogValue] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyOutcome:
-    """How a reply ended: ``outcome`` is delivered, refused, failed or unknown."""
-
-    reply_id: str
-    outcome: str
-    reason: str
-    at_ms: int
-    generation: int | None = None
-    via: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class At:
-    """Script step: continue at engine time ``ms`` (no-op if already past)."""
-
-    ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Until:
-    """Script step: continue once ``predicate()`` holds; fail after ``timeout_ms`` engine ms."""
-
-    predicate: Callable[[], bool]
-    timeout_ms: int
-    what: str
-
-
-#: A scenario: a generator that acts on a gateway and its channel, yielding waits.
-Script = Iterator[At | Until]
-
-
-class ScriptTimeout(Exception):
-    """An :class:`Until` step did not hold in time."""
-
-
-@runtime_checkable
-class ChannelControl(Protocol):
-    """The control surface a scenario drives (the reference server and the fake share it)."""
-
-    @property
-    def ledger(self) -> Ledger: ...
-
-    def add_account(
-        self, account: str, pn: str | None = None, lid: str | None = None, e164: str | None = None
-    ) -> Identity: ...
-
-    def close_account(self, account: str, status: int | None) -> int: ...
-
-    def half_open(self, account: str) -> int: ...
-
-    def logout(self, account: str, status: int | None = STATUS_LOGGED_OUT) -> int: ...
-
-    def relink(
-        self,
-        account: str,
-        pn: str | None,
-        lid: str | None,
-        e164: str | None,
-        status: int | None = STATUS_LOGGED_OUT,
-    ) -> int: ...
-
-
-# --------------------------------------------------------------------------- the shared gateway
-
-
-class GatewayBase:
-    """Feeds events to one :class:`Engine` and carries out its effects (no decisions here).
-
-    Engine access is serialized: :meth:`feed` queues the event, and only the
-    outermost call drains the queue, one ``handle()`` at a time, so facts that
-    arise while effects are being carried out are handled after them, in order.
-
-    ``auth_dir`` maps an account to the PN<->LID pairs its auth dir holds; a
-    controller reads it when it boots (on ``OpenSocket``, after ``boot_ms``),
-    which the gateway reports as :class:`MappingLearned` events. Scenarios may
-    change it between boots (Baileys writes mapping files as it learns them).
-
-    Sockets are named ``(account, attempt)``: the engine's attempt number is
-    unique within the account, and every channel fact echoes it.
-    """
-
-    def __init__(
-        self,
-        config: EngineConfig | None = None,
-        *,
-        random: Callable[[], float],
-        mapping: LidMapping | None = None,
-        auth_dir: dict[str, list[tuple[str, str]]] | None = None,
-        boot_ms: int = 0,
-    ) -> None:
-        if boot_ms < 0:
-            raise ValueError(f"boot_ms must be >= 0, got {boot_ms}")
-        self.engine = Engine(config, random=random, mapping=mapping)
-        self.auth_dir: dict[str, list[tuple[str, str]]] = dict(auth_dir or {})
-        self.boot_ms = boot_ms
-        self.timeline: list[TimelineEntry] = []
-        self.outcomes: dict[str, ReplyOutcome] = {}
-        self.transmissions: list[Transmit] = []
-        self.rejections: list[Rejected] = []
-        self.current: dict[str, int] = {}
-        #: Open sockets: (account, attempt) -> generation.
-        self.sockets: dict[tuple[str, int], int] = {}
-        self._queue: deque[Event] = deque()
-        self._draining = False
-        self._flight: dict[tuple[str, int, str], deque[str]] = {}
-
-    # ------------------------------------------------------------ to override
-
-    def now_ms(self) -> int:
-        """Engine time now (ms)."""
-        raise NotImplementedError
-
-    def _start_timer(self, timer: Timer, deadline_ms: int) -> None:
-        raise NotImplementedError
-
-    def _cancel_timer(self, timer: Timer) -> None:
-        raise NotImplementedError
-
-    def _boot(self, account: str, generation: int, attempt: int) -> None:
-        """Call :meth:`_booted` after ``boot_ms``."""
-        raise NotImplementedError
-
-    def _open(self, account: str, generation: int, attempt: int) -> None:
-        raise NotImplementedError
-
-    def _close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
-        raise NotImplementedError
-
-    def _transmit(self, effect: Transmit) -> None:
-        raise NotImplementedError
-
-    def _changed(self) -> None:
-        """Hook: the engine handled a batch of events (runtimes wake their waiters)."""
-
-    # ------------------------------------------------------------ feeding
-
-    def feed(self, event: Event) -> None:
-        """Report one fact; it is handled after any event already being handled.
-
-        After the engine's shutdown, facts still trickling in (sockets closing
-        under it) are dropped: the engine has ended everything and answers nothing.
-        """
-        if not self._accepting():
-            return
-        self._queue.append(event)
-        if self._draining:
-            return
-        self._draining = True
-        try:
-            while self._queue and self._accepting():
-                ev = self._queue.popleft()
-                now = self.now_ms()
-                for effect in self.engine.handle(ev, now):
-                    self._carry_out(effect, now)
-        finally:
-            self._draining = False
-            if not self._accepting():  # the engine shut down: what was queued is dropped
-                self._queue.clear()
-        self._changed()
-
-    def _accepting(self) -> bool:
-        """Whether the engine still takes facts (a method: its answer changes while feeding)."""
-        return not self.engine.shut_down
-
-    def note(
-        self, message: str, *, account: str | None = None, generation: int | None = None
-    ) -> None:
-        """Add a scenario or channel note to the timeline (not an engine decision)."""
-        self.timeline.append(
-            TimelineEntry(self.now_ms(), "note", "note", message, account, generation)
-        )
-
-    def current_socket(self, account: str) -> tuple[int, int] | None:
-        """``(generation, attempt)`` of the account's open socket, newest first; ``None``."""
-        open_ = [(g, a) for (acct, a), g in self.sockets.items() if acct == account]
-        return max(open_) if open_ else None
-
-    def inbound(self, account: str) -> bool:
-        """An inbound message arrived on the account's open socket: report the activity.
-
-        ``False`` (nothing reported) when the account has no open socket.
-        """
-        socket = self.current_socket(account)
-        if socket is None:
-            return False
-        generation, attempt = socket
-        self.feed(
-            Activity(
-                account=account, generation=generation, attempt=attempt, kind=ActivityKind.INBOUND
-            )
-        )
-        return True
-
-    def shutdown(self, reason: str = "shutdown") -> None:
-        """End every open reply (once) and stop every controller: the engine's ``Shutdown``."""
-        if not self.engine.shut_down:
-            self.feed(Shutdown(reason=reason))
-
-    def _carry_out(self, effect: Effect, now: int) -> None:
-        if isinstance(effect, Log):
-            self.timeline.append(
-                TimelineEntry(
-                    now,
-                    effect.level,
-                    effect.code,
-                    effect.message,
-                    effect.account,
-                    effect.generation,
-                    dict(effect.fields),
-                )
-            )
-        elif isinstance(effect, StartTimer):
-            self._start_timer(effect.timer, effect.deadline_ms)
-        elif isinstance(effect, CancelTimer):
-            self._cancel_timer(effect.timer)
-        elif isinstance(effect, OpenSocket):
-            self._boot(effect.account, effect.generation, effect.attempt)
-        elif isinstance(effect, CloseSocket):
-            self._close(effect.account, effect.generation, effect.attempt, effect.status)
-        elif isinstance(effect, Transmit):
-            self.transmissions.append(effect)
-            key = (effect.account, effect.attempt, effect.message_id)
-            self._flight.setdefault(key, deque()).append(effect.reply_id)
-            self.timeline.append(
-                TimelineEntry(
-                    now,
-                    "info",
-                    "transmit",
-                    f"transmit {effect.reply_id} (message id {effect.message_id}, "
-                    f"transmission {effect.transmission})",
-                    effect.account,
-                    effect.generation,
-                )
-            )
-            self._transmit(effect)
-        elif isinstance(effect, ReplyDelivered):
-            self._ended(
-                ReplyOutcome(
-                    effect.reply_id,
-                    "delivered",
-                    f"acknowledged via {effect.via} generation {effect.generation}",
-                    now,
-                    effect.generation,
-                    effect.via,
-                )
-            )
-        elif isinstance(effect, ReplyFailed):
-            self._ended(ReplyOutcome(effect.reply_id, effect.outcome, effect.reason, now))
-        elif isinstance(effect, Registered):
-            self.current[effect.account] = effect.generation
-        elif isinstance(effect, Unregistered):
-            if self.current.get(effect.account) == effect.generation:
-                del self.current[effect.account]
-        elif isinstance(effect, Rejected):
-            self.rejections.append(effect)
-            self.timeline.append(TimelineEntry(now, "error", effect.code, effect.message))
-
-    def _ended(self, outcome: ReplyOutcome) -> None:
-        self.outcomes[outcome.reply_id] = outcome
-        self.timeline.append(
-            TimelineEntry(
-                outcome.at_ms,
-                "info" if outcome.outcome == "delivered" else "warning",
-                f"reply_{outcome.outcome}",
-                f"reply {outcome.reply_id} {outcome.outcome}: {outcome.reason}",
-                generation=outcome.generation,
-            )
-        )
-
-    def _booted(self, account: str, generation: int, attempt: int) -> None:
-        """The controller finished booting: report its auth dir's mapping, then connect."""
-        for pn, lid in self.auth_dir.get(account, ()):
-            self.note(
-                f"auth dir: lid-mapping {pn.split('@')[0]} <-> {lid.split('@')[0]}",
-                account=account,
-                generation=generation,
-            )
-            self.feed(MappingLearned(pn=pn, lid=lid))
-        self._open(account, generation, attempt)
-
-    # ------------------------------------------------------------ channel facts
-
-    def on_open(
-        self,
-        account: str,
-        generation: int,
-        attempt: int,
-        pn: str | None,
-        lid: str | None,
-        e164: str | None,
-    ) -> None:
-        self.sockets[(account, attempt)] = generation
-        self.feed(
-            SocketOpened(
-                account=account, generation=generation, attempt=attempt, pn=pn, lid=lid, e164=e164
-            )
-        )
-
-    def on_close(self, account: str, generation: int, attempt: int, status: int | None) -> None:
-        self.sockets.pop((account, attempt), None)
-        self.feed(
-            SocketClosed(account=account, generation=generation, attempt=attempt, status=status)
-        )
-
-    def on_activity(self, account: str, generation: int, attempt: int) -> None:
-        """A transport frame arrived on the socket (a keepalive answer, a receipt, ...)."""
-        self.feed(Activity(account=account, generation=generation, attempt=attempt))
-
-    def on_ack(self, account: str, generation: int, attempt: int, message_id: str) -> None:
-        reply_id = self._take(account, attempt, message_id)
-        if reply_id is None:
-            self.note(f"ack of unknown message {message_id} ignored", account=account)
-            return
-        self.feed(TransmitAcked(reply_id=reply_id, generation=generation, attempt=attempt))
-
-    def on_send_failed(
-        self,
-        account: str,
-        generation: int,
-        attempt: int,
-        message_id: str,
-        io_started: bool,
-        error: str,
-    ) -> None:
-        reply_id = self._take(account, attempt, message_id)
-        if reply_id is None:
-            self.note(f"failure of unknown message {message_id} ignored", account=account)
-            return
-        self.feed(
-            TransmitFailed(
-                reply_id=reply_id,
-                generation=generation,
-                attempt=attempt,
-                io_started=io_started,
-                error=error,
-            )
-        )
-
-    def _take(self, account: str, attempt: int, message_id: str) -> str | None:
-        key = (account, attempt, message_id)
-        waiting = self._flight.get(key)
-        if not waiting:
-            return None
-        reply_id = waiting.popleft()
-        if not waiting:
-            del self._flight[key]
-        return reply_id
 
 
 # --------------------------------------------------------------------------- virtual time
@@ -682,6 +300,7 @@ class FakeGateway(GatewayBase):
         channel: FakeChannel | None = None,
         mapping: LidMapping | None = None,
         auth_dir: dict[str, list[tuple[str, str]]] | None = None,
+        auth_dirs: Mapping[str, str | os.PathLike[str] | AuthDir] | None = None,
         boot_ms: int = 0,
         connect_ms: int = 5,
         ack_ms: int = 5,
@@ -690,7 +309,14 @@ class FakeGateway(GatewayBase):
     ) -> None:
         if random is None:
             random = _random.Random(seed).random
-        super().__init__(config, random=random, mapping=mapping, auth_dir=auth_dir, boot_ms=boot_ms)
+        super().__init__(
+            config,
+            random=random,
+            mapping=mapping,
+            auth_dir=auth_dir,
+            auth_dirs=auth_dirs,
+            boot_ms=boot_ms,
+        )
         if connect_ms < 0 or ack_ms < 0:
             raise ValueError("latencies must be >= 0")
         if keepalive_ms is not None and keepalive_ms < 1:

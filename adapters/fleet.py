@@ -116,8 +116,12 @@ class AccountGateway(AsyncGateway):
         """Whether the lease is still ours by this process's own monotonic clock."""
         return self.lost is None and asyncio.get_running_loop().time() < self.valid_until
 
-    def adopt(self, adopted: Adopted) -> None:
-        """Restore the account's journal; the next generation is above the fleet token."""
+    async def adopt(self, adopted: Adopted) -> bool:
+        """Restore the account's journal; the next generation is above the fleet token.
+
+        What the restore itself changed (a reply of a kind never resent that was in
+        flight ends now) is written before its outcome is reported. False: the
+        account was lost meanwhile."""
         snap = adopted.snapshot
         attempt = max((a.attempt for a in snap.accounts), default=0)
         now = max(snap.now or 0, self.now_ms())
@@ -125,8 +129,13 @@ class AccountGateway(AsyncGateway):
         counters = (AccountRecord(self.account, adopted.floor, attempt),)
         snap = dataclasses.replace(snap, now=now, accounts=counters)
         self.fence = adopted.token
-        for effect in self.engine.restore(snap):
+        effects = self.engine.restore(snap)
+        changes = self.engine.take_changes()
+        if not changes.empty and not await self._write(changes):
+            return False
+        for effect in effects:
             self._carry_out(effect, now)
+        return True
 
     # ------------------------------------------------------------ feeding
 
@@ -245,13 +254,15 @@ class AccountGateway(AsyncGateway):
         self._batches.clear()
         self._wake.set()
 
-    async def aclose(self, reason: str = "gateway shutdown") -> None:
+    async def aclose(self, reason: str = "gateway shutdown", *, end_replies: bool = True) -> None:
+        """Give the account up (:meth:`lose`) and close: the engine ends no reply here,
+        whatever ``end_replies`` says -- the replies belong to the next owner."""
         self.lose(reason)
         driver = self._driver
         if driver is not None and driver is not asyncio.current_task():
             with contextlib.suppress(asyncio.CancelledError):
                 await driver
-        await super().aclose(reason)
+        await super().aclose(reason, end_replies=end_replies)
 
 
 class FleetMember:
@@ -438,7 +449,8 @@ class FleetMember:
         await gw.start()
         gw.valid_until = sent + self._tenure()
         self.gateways[account] = gw
-        gw.adopt(adopted)
+        if not await gw.adopt(adopted):
+            return  # lost while adopting: on_lost closed it
         open_ = len(adopted.snapshot.replies)
         self._emit("acquired", account, f"token {adopted.token}, {open_} open replies")
         gw.feed(Start(account=account))

@@ -121,8 +121,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
-import orjson
-
 try:
     import neonize.aioze.events as _neonize_events
     from neonize.aioze.client import NewAClient
@@ -161,6 +159,7 @@ except ImportError as _missing:  # pragma: no cover - only without the extra
     ) from _missing
 
 from heirline.adapters.aio import AsyncGateway, TransportFactory
+from heirline.adapters.jsonio import JsonError, dumps, loads
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.delivery import ReplyState
 from heirline.core.engine import Engine, EngineConfig
@@ -366,7 +365,7 @@ def chat_jid(text: str) -> JID:
 
 def read_receipt(message: InboundMessage) -> ReplyRequest:
     """A ``read_receipt`` reply that marks ``message`` read (its payload names id and sender)."""
-    payload = orjson.dumps({"ids": [message.message_id], "sender": message.sender}).decode()
+    payload = dumps({"ids": [message.message_id], "sender": message.sender}).decode()
     return ReplyRequest(payload=payload, kind="read_receipt")
 
 
@@ -381,8 +380,8 @@ async def send_text(client: NewAClient, to: JID, payload: str) -> str | None:
 async def send_read_receipt(client: NewAClient, to: JID, payload: str) -> str | None:
     """The ``read_receipt`` sender; payload ``{"ids": [...], "sender": jid}`` (see read_receipt)."""
     try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
+        data = loads(payload)
+    except JsonError as exc:
         raise PayloadError(f"read_receipt payload is not JSON: {exc}") from exc
     ids = data.get("ids") if isinstance(data, dict) else None
     sender = data.get("sender") if isinstance(data, dict) else None

@@ -5,9 +5,10 @@ Run ``python -m heirline.adapters.schema`` from the repository root (or pass
 protocol; ``tests/test_schema.py`` fails while a checked-in file differs.
 
 Nothing here is written by hand twice: event and effect schemas come from
-:func:`heirline.core.wire.message_schema`, the hello's ``config`` from the config
-dataclasses (:func:`heirline.adapters.stdio.config_schema`), the error codes,
-clock modes and the end-of-input line from :mod:`heirline.adapters.stdio`.
+:func:`heirline.core.wire.message_schema`, the hello (its ``config`` included)
+from the dataclasses the server decodes it with (:data:`heirline.adapters.stdio.HELLO`,
+:mod:`heirline.core.codec`), the error codes, clock modes and the end-of-input
+line from :mod:`heirline.adapters.stdio`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-import orjson
-
+from heirline.adapters.jsonio import dumps_pretty
 from heirline.adapters.stdio import (
     CLOCKS,
     END_OF_INPUT,
     ERROR_CODES,
+    HELLO,
     MAX_LINE_BYTES,
     PROTOCOL,
-    SUPPORTED_PROTOCOLS,
-    config_schema,
 )
 from heirline.core.effects import EFFECT_TYPES
 from heirline.core.events import EVENT_TYPES
@@ -71,26 +70,8 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
         out[name] = _doc(name, message_schema(fcls))
         effect_refs.append({"$ref": name})
 
-    hello = _object(
-        {
-            "protocol": {"enum": sorted(SUPPORTED_PROTOCOLS)},
-            "seed": {"type": "integer", "description": "seeds the engine's jitter"},
-            "clock": {"enum": list(CLOCKS), "description": "default host"},
-            "config": config_schema(),
-            "mapping": {
-                "type": "array",
-                "description": "initial PN<->LID pairs [pn, lid] (users or JIDs)",
-                "items": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "minItems": 2,
-                    "maxItems": 2,
-                },
-            },
-        },
-        ["protocol", "seed"],
-        "The session's parameters.",
-    )
+    hello = HELLO.schema()
+    hello.pop("title")
     out["hello.request.json"] = _doc(
         "hello.request.json",
         {
@@ -109,6 +90,25 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
                             "protocol": {"const": PROTOCOL},
                             "heirline": {"type": "string", "description": "server version"},
                             "clock": {"enum": list(CLOCKS)},
+                            "restored": _object(
+                                {
+                                    "accounts": {"type": "integer", "minimum": 0},
+                                    "replies": {"type": "integer", "minimum": 0},
+                                    "ended": {"type": "integer", "minimum": 0},
+                                    "now": {"type": ["integer", "null"], "minimum": 0},
+                                },
+                                ["accounts", "replies", "ended", "now"],
+                                "Only with serve --journal: what the journal brought back "
+                                "(accounts, replies still open, replies that ended at the "
+                                "restore, the journal's clock); see docs/durability.md.",
+                            ),
+                            "effects": {
+                                "type": "array",
+                                "items": {"oneOf": effect_refs},
+                                "description": "only with serve --journal: the restore's "
+                                "effects (deadline timers of open replies, outcomes of replies "
+                                "that end now)",
+                            },
                         },
                         ["protocol", "heirline", "clock"],
                         "The protocol this session speaks.",
@@ -201,7 +201,7 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
 
 def render(schema: dict[str, JsonValue]) -> bytes:
     """The checked-in text of one schema."""
-    return orjson.dumps(schema, option=orjson.OPT_INDENT_2) + b"\n"
+    return (dumps_pretty(schema) + "\n").encode("utf-8")
 
 
 def write_all(protocol_dir: Path) -> list[Path]:

@@ -19,33 +19,46 @@ engine itself raises (a bug) does the session stop serving: it answers that line
 ``internal_error`` and every later one ``engine_broken``, since the engine may be
 half-updated. EOF ends it: the last line above, a one-line summary on stderr, exit
 status 0 (1 if the engine broke).
+
+With ``--journal FILE`` (``docs/durability.md``) the session is durable: the hello
+opens the journal and restores it (the answer says what came back), every
+accepted event's changes are written before its answer goes out, and EOF ends
+nothing -- open replies wait in the journal for the next session.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
 import random
 import sys
 import time
-import types
-import typing
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol, runtime_checkable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
-import orjson
-
+from heirline.adapters.config import CONFIG, SECTIONS
+from heirline.adapters.config import build_config as shared_build_config
+from heirline.adapters.durable import DURABILITY, Durable, Restored, journaled
+from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.core import __version__
-from heirline.core.backoff import BackoffConfig
+from heirline.core.codec import Describe, Record, SchemaNote, shape_of
 from heirline.core.effects import Effect, Rejected
 from heirline.core.engine import Engine, EngineConfig
-from heirline.core.errors import HeirlineError, WireError
+from heirline.core.errors import HeirlineError, ValidationError, WireError
 from heirline.core.events import EVENT_TYPES, Event, Shutdown
-from heirline.core.health import HealthConfig
 from heirline.core.identity import LidMapping
-from heirline.core.lifecycle import LifecycleConfig
+from heirline.core.journal import JournalError
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
+
+if __name__ == "__main__":  # pragma: no cover - tests/test_stdio.py runs it in a subprocess
+    # Run as a program, serve from the imported module: the codec reads the hello dataclass's
+    # annotations in the module that defines it, and a runner that executes this file as
+    # __main__ without registering it there (runpy.run_module, profilers) would leave the
+    # codec looking in the wrong module.
+    from heirline.adapters.stdio import main as _main
+
+    sys.exit(_main())
 
 PROTOCOL: Final = 2
 """The protocol version this server speaks."""
@@ -64,7 +77,6 @@ CLOCKS: Final = ("host", "monotonic")
 """Clock modes: the host passes ``now`` on every line, or the server stamps ms since the hello."""
 
 ENVELOPE_KEYS: Final = frozenset({"id", "now", "event"})
-HELLO_KEYS: Final = frozenset({"protocol", "seed", "clock", "config", "mapping"})
 
 _EVENT_TAGS: Final = frozenset(cls.type for cls in EVENT_TYPES)
 _CHUNK: Final = 1 << 16
@@ -86,6 +98,7 @@ ERROR_CODES: Final = (
     "bad_event",
     "internal_error",
     "engine_broken",
+    "journal_error",
 )
 
 
@@ -105,187 +118,60 @@ class ProtocolError(HeirlineError, ValueError):
 # ------------------------------------------------------------------ config
 
 
-#: The sections of the hello's ``config`` object, each generated from one config dataclass.
-CONFIG_SECTIONS: Final[dict[str, type]] = {"health": HealthConfig, "backoff": BackoffConfig}
-#: EngineConfig fields the hello does not take: ``lifecycle`` and ``health`` are built from
-#: the sections; ``journal`` records changes for ``Engine.take_changes()``, which nothing on
-#: the wire can call yet, so in a session they would only pile up.
-_ENGINE_SKIP: Final = frozenset({"lifecycle", "health", "journal"})
-#: Fields of a nested config offered at the top level of ``config``: the engine's watchdog
-#: (``LifecycleConfig.watchdog_ms``; ``null`` turns it off).
-LIFTED_FIELDS: Final[dict[str, type]] = {"watchdog_ms": LifecycleConfig}
+#: The sections of the hello's ``config`` object (see :mod:`heirline.adapters.config`).
+CONFIG_SECTIONS: Final = SECTIONS
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _ConfigField:
-    """One field of a config object on the wire: its JSON types, from the dataclass field."""
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The session's parameters."""
 
-    name: str
-    kinds: tuple[str, ...]  # JSON type names
-    is_list: bool = False  # a list of strings (a frozenset in the dataclass)
-    choices: type[enum.Enum] | None = None  # an enumeration: its members' lowercase names
-
-    def labels(self) -> list[str]:
-        assert self.choices is not None
-        return [member.name.lower() for member in self.choices]
-
-
-def _config_field(name: str, hint: object) -> _ConfigField:
-    """The wire form of a config field annotation."""
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    names: list[str] = []
-    is_list = False
-    choices: type[enum.Enum] | None = None
-    for arg in args:
-        origin = typing.get_origin(arg) or arg
-        if arg is type(None):
-            names.append("null")
-        elif origin is bool:
-            names.append("boolean")
-        elif isinstance(origin, type) and issubclass(origin, enum.Enum):
-            names.append("string")  # before int: an IntEnum is an int too
-            choices = origin
-        elif origin is int:
-            names.append("integer")
-        elif origin is float:
-            names.append("number")
-        elif origin in (frozenset, tuple, list):
-            names.append("array")
-            is_list = True
-        else:  # pragma: no cover - a new config field type needs a JSON form first
-            raise TypeError(f"no JSON form for config type {hint!r}")
-    return _ConfigField(name, tuple(names), is_list, choices)
+    protocol: Annotated[int, SchemaNote({"enum": sorted(SUPPORTED_PROTOCOLS)})]
+    seed: Annotated[int, Describe("seeds the engine's jitter")]
+    clock: Annotated[Literal["host", "monotonic"], Describe("default host")] = "host"
+    config: EngineConfig | None = None
+    mapping: Annotated[
+        tuple[tuple[str, str], ...] | None,
+        Describe("initial PN<->LID pairs [pn, lid] (users or JIDs)"),
+    ] = None
 
 
-def _config_fields(cls: type) -> list[_ConfigField]:
-    hints = typing.get_type_hints(cls)
-    out = [
-        _config_field(f.name, hints[f.name])
-        for f in dataclasses.fields(cls)
-        if not (cls is EngineConfig and f.name in _ENGINE_SKIP)
-    ]
-    if cls is EngineConfig:
-        out += [
-            _config_field(name, typing.get_type_hints(owner)[name])
-            for name, owner in LIFTED_FIELDS.items()
-        ]
-    return out
-
-
-def _section_schema(cls: type) -> dict[str, JsonValue]:
-    props: dict[str, JsonValue] = {}
-    for f in _config_fields(cls):
-        prop: dict[str, JsonValue]
-        if f.choices is not None:
-            prop = {"enum": list(f.labels())}
-        else:
-            prop = {"type": f.kinds[0] if len(f.kinds) == 1 else list(f.kinds)}
-        if f.is_list:
-            prop["items"] = {"type": "string"}
-        props[f.name] = prop
-    return {
-        "type": "object",
-        "description": (cls.__doc__ or "").strip().splitlines()[0],
-        "properties": props,
-        "additionalProperties": False,
-    }
+#: The shape of the hello (the engine configuration is :data:`heirline.adapters.config.CONFIG`).
+HELLO: Final = Record.of(Hello, hooks={EngineConfig: CONFIG})
+HELLO_KEYS: Final = frozenset(HELLO.by_name)
+_PAIRS: Final = shape_of(tuple[tuple[str, str], ...])
 
 
 def config_schema() -> dict[str, JsonValue]:
     """The JSON Schema of the hello's ``config``, generated from the config dataclasses."""
-    schema = _section_schema(EngineConfig)
-    props = schema["properties"]
-    assert isinstance(props, dict)
-    for section, cls in CONFIG_SECTIONS.items():
-        props[section] = _section_schema(cls)
-    return schema
+    return CONFIG.schema()
 
 
-def _json_type_ok(value: object, f: _ConfigField) -> bool:
-    kinds = f.kinds
-    if value is None:
-        return "null" in kinds
-    if isinstance(value, bool):
-        return "boolean" in kinds
-    if isinstance(value, int):
-        return ("integer" in kinds or "number" in kinds) and abs(value) <= MAX_WIRE_INT
-    if isinstance(value, float):
-        return "number" in kinds
-    if isinstance(value, list):
-        return "array" in kinds and all(isinstance(v, str) for v in value)
-    if isinstance(value, str):
-        return f.choices is not None and value in f.labels()
-    return False
-
-
-def _build(cls: type, data: object, where: str) -> dict[str, Any]:
-    """The constructor arguments of ``cls`` that ``data`` (one config object) asks for."""
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_hello", f"{where}: expected an object")
-    table = {f.name: f for f in _config_fields(cls)}
-    unknown = sorted(
-        set(data) - set(table) - (set(CONFIG_SECTIONS) if cls is EngineConfig else set())
-    )
-    if unknown:
-        raise ProtocolError(
-            "bad_hello",
-            f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(table)})",
-        )
-    kwargs: dict[str, object] = {}
-    for name, f in table.items():
-        if name not in data:
-            continue
-        value = data[name]
-        if not _json_type_ok(value, f):
-            if type(value) is int and f.choices is None:
-                what = _expected_int(value)
-            elif f.choices is not None:
-                what = f"expected one of {f.labels()}, got {value!r}"
-            else:
-                what = f"expected {' or '.join(f.kinds)}, got {value!r}"
-            raise ProtocolError("bad_hello", f"{where}.{name}: {what}")
-        if f.is_list:
-            value = frozenset(value)
-        elif f.choices is not None and isinstance(value, str):
-            value = next(m for m in f.choices if m.name.lower() == value)
-        elif type(value) is int and "number" in f.kinds:
-            value = float(value)  # JSON has one number type; the dataclass wants a float
-        kwargs[name] = value
-    return kwargs
+def _bad_hello(exc: ValidationError, *root: str) -> ProtocolError:
+    exc.path[:0] = root
+    return ProtocolError("bad_hello", str(exc))
 
 
 def build_config(data: object) -> EngineConfig:
     """The engine configuration a hello's ``config`` object asks for (absent fields: defaults)."""
     if data is None:
         return EngineConfig()
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_hello", "hello.config: expected an object")
     try:
-        health = HealthConfig(**_build(HealthConfig, data.get("health", {}), "hello.config.health"))
-        backoff = BackoffConfig(
-            **_build(BackoffConfig, data.get("backoff", {}), "hello.config.backoff")
-        )
-        engine_fields = {k: v for k, v in data.items() if k not in CONFIG_SECTIONS}
-        kwargs = _build(EngineConfig, engine_fields, "hello.config")
-        lifted = {name: kwargs.pop(name) for name in LIFTED_FIELDS if name in kwargs}
-        lifecycle = LifecycleConfig(backoff=backoff, **lifted)
-        return EngineConfig(**kwargs, health=health, lifecycle=lifecycle)
-    except ProtocolError:
-        raise
-    except HeirlineError as err:  # ConfigError from a dataclass's own validation
-        raise ProtocolError("bad_hello", f"hello.config: {err}") from err
+        return shared_build_config(data)
+    except ValidationError as exc:
+        raise _bad_hello(exc, "hello", "config") from None
 
 
 def build_mapping(data: object) -> LidMapping:
     """The initial PN<->LID mapping of a hello: a list of ``[pn, lid]`` pairs (users or JIDs)."""
     if data is None:
         return LidMapping.empty()
-    if not isinstance(data, list) or not all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in data
-    ):
-        raise ProtocolError("bad_hello", "hello.mapping: expected a list of [pn, lid] string pairs")
     try:
-        return LidMapping.from_pairs((p[0], p[1]) for p in data)
+        pairs = _PAIRS.decode(data)
+        assert isinstance(pairs, tuple)
+        return LidMapping.from_pairs(pairs)
+    except ValidationError as exc:
+        raise _bad_hello(exc, "hello", "mapping") from None
     except HeirlineError as err:
         raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
 
@@ -300,12 +186,25 @@ class Session:
     an arbitrary origin; the session subtracts its value at the hello).
     """
 
-    def __init__(self, *, monotonic_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        monotonic_ms: Callable[[], int] | None = None,
+        journal: str | None = None,
+        durability: str = "process",
+    ) -> None:
         self._monotonic_ms = monotonic_ms or (lambda: time.monotonic_ns() // 1_000_000)
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, got {durability!r}")
+        self.journal_path = journal
+        """The journal file (``--journal``), opened at the hello; None: nothing is durable."""
+        self.durability = durability
+        self.durable: Durable | None = None
         self.engine: Engine | None = None
         self.clock = "host"
         self._origin = 0
         self._last_now: int | None = None
+        self._journal_now = False  # _last_now is the journal's clock, not this session's
         self.broken: str | None = None
         """Why the session stopped serving (the engine raised), or None while it serves."""
         self.lines = 0
@@ -317,12 +216,12 @@ class Session:
 
     def _error(self, rid: object, code: str, message: str) -> bytes:
         self.errors += 1
-        if self.broken is not None and code != "internal_error":
+        if self.broken is not None and code not in ("internal_error", "journal_error"):
             code, message = "engine_broken", self.broken
         # An error line must always go out: a message that is not valid UTF-8 is escaped.
         text = message.encode("utf-8", "backslashreplace").decode("utf-8")
         body = {"id": rid, "error": {"line": self.lines, "code": code, "message": text}}
-        return orjson.dumps(body) + b"\n"
+        return dumps_line(body)
 
     def too_long(self, length: int) -> bytes:
         """Count one oversized line (``length`` bytes at least) and answer it."""
@@ -359,8 +258,8 @@ class Session:
 
     def _feed(self, line: bytes) -> bytes:
         try:
-            msg = orjson.loads(line)
-        except orjson.JSONDecodeError as err:
+            msg = loads(line)
+        except JsonError as err:
             if not line.strip():
                 return self._error(None, "empty_line", "empty line")
             return self._error(None, "not_json", f"not JSON: {err}")
@@ -385,37 +284,63 @@ class Session:
         if set(msg) != {"hello"}:
             extra = ", ".join(sorted(set(msg) - {"hello"}))
             raise ProtocolError("bad_hello", f"unknown field(s) next to hello: {extra}")
-        hello = msg["hello"]
-        if not isinstance(hello, dict):
-            raise ProtocolError("bad_hello", f"hello: expected an object, got {_kind(hello)}")
-        unknown = sorted(set(hello) - HELLO_KEYS)
-        if unknown:
-            raise ProtocolError("bad_hello", f"hello: unknown field(s) {', '.join(unknown)}")
-        proto = hello.get("protocol")
-        if not _is_int(proto):
-            raise ProtocolError("bad_hello", f"hello.protocol: {_expected_int(proto)}")
-        if proto not in SUPPORTED_PROTOCOLS:
+        raw = msg["hello"]
+        proto = raw.get("protocol") if isinstance(raw, dict) else None
+        if _is_int(proto) and proto not in SUPPORTED_PROTOCOLS:  # before anything else in it
             raise ProtocolError(
                 "unsupported_protocol",
                 f"protocol {proto} is not supported (supported: {sorted(SUPPORTED_PROTOCOLS)})",
             )
-        seed = hello.get("seed")
-        if not _is_int(seed):
-            raise ProtocolError("bad_hello", f"hello.seed: {_expected_int(seed)}")
-        clock = hello.get("clock", "host")
-        if clock not in CLOCKS:
+        try:
+            hello = HELLO.decode(raw)
+        except ValidationError as exc:
+            raise _bad_hello(exc, "hello") from None
+        assert isinstance(hello, Hello)
+        if hello.protocol not in SUPPORTED_PROTOCOLS:
             raise ProtocolError(
-                "bad_hello", f"hello.clock: expected one of {CLOCKS}, got {clock!r}"
+                "unsupported_protocol",
+                f"protocol {hello.protocol} is not supported "
+                f"(supported: {sorted(SUPPORTED_PROTOCOLS)})",
             )
-        config = build_config(hello.get("config"))
-        mapping = build_mapping(hello.get("mapping"))
-        assert isinstance(seed, int)
-        assert isinstance(clock, str)
-        self.engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
+        config = hello.config or EngineConfig()
+        try:
+            mapping = LidMapping.from_pairs(hello.mapping or ())
+        except HeirlineError as err:
+            raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
+        seed, clock = hello.seed, hello.clock
+        if self.journal_path is not None:
+            config = journaled(config)
+        engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
+        answer: dict[str, object] = {"protocol": PROTOCOL, "heirline": version(), "clock": clock}
+        resumed = 0
+        if self.journal_path is not None:
+            restored, effects = self._open_journal(engine, config)
+            answer["restored"] = restored.to_json()
+            answer["effects"] = [encode(e) for e in effects]
+            resumed = restored.now or 0
+            if restored.now is not None and clock == "host":
+                self._last_now = restored.now
+                self._journal_now = True
+        self.engine = engine
         self.clock = clock
-        self._origin = self._monotonic_ms()
-        answer = {"hello": {"protocol": PROTOCOL, "heirline": version(), "clock": clock}}
-        return orjson.dumps(answer) + b"\n"
+        # monotonic: engine time resumes where the journal stopped (downtime does not count)
+        self._origin = self._monotonic_ms() - resumed
+        return dumps_line({"hello": answer})
+
+    def _open_journal(self, engine: Engine, config: EngineConfig) -> tuple[Restored, list[Effect]]:
+        """Open the ``--journal`` file and restore ``engine`` from it (``journal_error``)."""
+        assert self.journal_path is not None
+        try:
+            durable = Durable.open(self.journal_path, config, self.durability)
+        except JournalError as err:
+            raise ProtocolError("journal_error", f"hello: {err}") from err
+        try:
+            restored, effects = durable.restore(engine)
+        except JournalError as err:
+            durable.close()
+            raise ProtocolError("journal_error", f"hello: {err}") from err
+        self.durable = durable
+        return restored, effects
 
     def _event(self, msg: dict[str, object], engine: Engine) -> bytes:
         if len(msg) > 3 or not ENVELOPE_KEYS.issuperset(msg):
@@ -446,6 +371,12 @@ class Session:
             now = raw
         last = self._last_now
         if last is not None and now < last:
+            if self._journal_now:
+                raise ProtocolError(
+                    "now_backwards",
+                    f"now: {now} is before the journal's last now {last}: time must go on "
+                    "across restarts (pass a clock that does, e.g. wall-clock ms)",
+                )
             raise ProtocolError("now_backwards", f"now: {now} is before the previous now {last}")
         data = msg.get("event")
         if type(data) is not dict:
@@ -474,14 +405,24 @@ class Session:
         """Hand one decoded event to the engine and encode its answer."""
         effects = engine.handle(event, now)
         self.events += 1
+        if self.durable is not None:  # on disk before the host may act on it
+            try:
+                self.durable.commit(engine)
+            except JournalError as err:
+                self.broken = (
+                    f"the journal failed on line {self.lines} ({err}); this session answers "
+                    "nothing more: restart the server on the journal"
+                )
+                return self._error(rid, "journal_error", str(err))
         rejected = sum(type(effect) is Rejected for effect in effects)
         self.rejected += rejected
         if not rejected:  # a rejected event changed nothing, so it does not move the clock either
             self._last_now = now
+            self._journal_now = False
         body: dict[str, object] = {"id": rid, "effects": [encode(e) for e in effects]}
         if self.clock == "monotonic":
             body["now"] = now
-        return orjson.dumps(body) + b"\n"
+        return dumps_line(body)
 
     # ---------------------------------------------------------------- end
 
@@ -494,8 +435,15 @@ class Session:
         the line ``{"id": null, "shutdown": true, "effects": [...]}`` tells the host how
         every open reply ended. Never raises; an engine that raises here breaks the
         session and the line carries an ``internal_error`` instead of effects.
+
+        With a journal, EOF ends nothing and writes no line: every open reply stays
+        in the journal for the next session (a host that wants them ended sends
+        ``shutdown`` first).
         """
         engine = self.engine
+        if self.durable is not None:
+            self.durable.close()
+            return b""
         if engine is None or self.broken is not None or engine.shut_down:
             return b""
         last = self._last_now if self._last_now is not None else 0
@@ -511,12 +459,12 @@ class Session:
             }
             if self.clock == "monotonic":
                 body["now"] = now
-            return orjson.dumps(body) + b"\n"
+            return dumps_line(body)
         except Exception as err:  # a bug: say so on the last line, and exit 1
             self.broken = f"the engine failed at the end of input ({_describe(err)})"
             self.errors += 1
             error = {"line": self.lines + 1, "code": "internal_error", "message": self.broken}
-            return orjson.dumps({"id": None, "shutdown": True, "error": error}) + b"\n"
+            return dumps_line({"id": None, "shutdown": True, "error": error})
 
 
 def _is_int(value: object) -> bool:
@@ -525,7 +473,6 @@ def _is_int(value: object) -> bool:
 
 
 def _expected_int(value: object, which: str = "an") -> str:
-    # orjson reads an integer beyond 64 bits as a float: name the range for both.
     if (type(value) is int or type(value) is float) and abs(value) > MAX_WIRE_INT:
         return f"number {value!r} is outside +-{MAX_WIRE_INT} (2**53-1)"
     return f"expected {which} integer, got {value!r}"
@@ -538,8 +485,8 @@ def _valid_id(value: object) -> bool:
 def _peek_id(line: bytes) -> object:
     """The line's ``id`` if it is a JSON object with a usable one, else None (never raises)."""
     try:
-        msg = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        msg = loads(line)
+    except JsonError:
         return None
     rid = msg.get("id") if type(msg) is dict else None
     return rid if _valid_id(rid) else None
@@ -685,6 +632,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="speak the JSON-lines protocol on stdin/stdout (the only transport so far)",
     )
+    parser.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="keep the engine's durable state in this SQLite file (created if missing): "
+        "replies survive a crash and the next session carries on (docs/durability.md)",
+    )
+    parser.add_argument(
+        "--durability",
+        choices=DURABILITY,
+        default=None,
+        help="with --journal: 'process' (default) survives the process being killed, "
+        "'power' also a power loss (an fsync per event)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -692,15 +652,33 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.stdio:
         print("heirline serve: pass --stdio (the only transport so far)", file=sys.stderr)
         return 2
-    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
+    problem = journal_problem(args.journal, args.durability)
+    if problem is not None:
+        print(f"heirline serve: {problem}", file=sys.stderr)
+        return 2
+    session = Session(journal=args.journal, durability=args.durability or "process")
+    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, session=session)
+
+
+def journal_problem(journal: str | None, durability: str | None) -> str | None:
+    """What is wrong with ``--journal`` / ``--durability`` before any line is read; None if fine.
+
+    The file itself is checked at the hello (it must fit the hello's config).
+    """
+    if journal is None:
+        return None if durability is None else "--durability needs --journal FILE"
+    path = Path(journal)
+    if path.is_dir():
+        return f"--journal {journal}: is a directory, not a file"
+    if not path.parent.is_dir():
+        return f"--journal {journal}: directory {path.parent} does not exist"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m heirline.adapters.stdio``: the same as ``heirline serve --stdio``."""
     parser = argparse.ArgumentParser(prog="python -m heirline.adapters.stdio", description=__doc__)
-    parser.parse_args(argv)
-    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    _serve_arguments(parser)
+    args = parser.parse_args(argv)
+    args.stdio = True
+    return run_serve(args)

@@ -44,12 +44,11 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-import orjson
-
+from heirline.adapters import frames
+from heirline.adapters.jsonio import JsonError, loads
 from heirline.core.engine import EngineConfig
 from heirline.core.policy import Status
 
@@ -66,13 +65,14 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 #: Largest frame (one line, newline included) either side accepts.
-DEFAULT_MAX_LINE_BYTES = 64 * 1024
+DEFAULT_MAX_LINE_BYTES: Final = frames.DEFAULT_MAX_LINE_BYTES
 #: Baileys ``DisconnectReason.timedOut``: reported when connecting or logging in times out.
 STATUS_TIMED_OUT = Status.CONNECTION_LOST
 #: Baileys ``DisconnectReason.connectionClosed``: the status a send on a closed socket carries.
 STATUS_CONNECTION_CLOSED = Status.CONNECTION_CLOSED
 #: The longest interval between keepalive pings (seconds); Baileys pings every 30 s.
 DEFAULT_KEEPALIVE_S = 30.0
+_PING: Final = frames.encode(frames.Ping())
 
 
 @runtime_checkable
@@ -253,17 +253,11 @@ class ChannelTransport:
             return
         assert sock is not None
         assert writer is not None
-        frame = {
-            "t": "send",
-            "id": message_id,
-            "chat": chat,
-            "kind": kind,
-            "payload": payload,
-            "generation": generation,  # the fencing token (docs/fleet.md)
-        }
+        # the generation is the fencing token (docs/fleet.md)
+        frame = frames.Send(message_id, chat, kind, payload, generation)
         sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
         try:
-            writer.write(orjson.dumps(frame) + b"\n")
+            writer.write(frames.encode(frame))
             await asyncio.wait_for(writer.drain(), self._write_timeout)
         except (OSError, TimeoutError) as exc:
             self._fail_one(sock, message_id, f"write failed: {exc!r}")
@@ -324,9 +318,9 @@ class ChannelTransport:
         sock.writer = writer
         if sock.close_requested:  # pragma: no cover - close() raced the connect
             return sock.close_status
-        login = {"t": "login", "account": sock.account, "generation": sock.generation}
+        login = frames.Login(sock.account, sock.generation)
         try:
-            writer.write(orjson.dumps(login) + b"\n")
+            writer.write(frames.encode(login))
             first = await asyncio.wait_for(self._read_frame(reader), self._login_timeout)
         except TimeoutError:
             return STATUS_TIMED_OUT
@@ -334,17 +328,12 @@ class ChannelTransport:
             return None
         if first is None:
             return None
-        if first.get("t") != "ready":
-            return _status_of(first)
+        ready = frames.decode_server(first)
+        if not isinstance(ready, frames.Ready):
+            return ready.status if isinstance(ready, frames.Closed) else None
         sock.is_open = True
         self._safe_call(
-            "on_open",
-            sock.account,
-            sock.generation,
-            sock.attempt,
-            _opt_str(first.get("pn")),
-            _opt_str(first.get("lid")),
-            _opt_str(first.get("e164")),
+            "on_open", sock.account, sock.generation, sock.attempt, ready.pn, ready.lid, ready.e164
         )
         if self._keepalive_s is not None:
             sock.keepalive = asyncio.get_running_loop().create_task(
@@ -360,7 +349,7 @@ class ChannelTransport:
             if not sock.is_open or sock.finished or writer.is_closing():
                 return
             try:
-                writer.write(b'{"t":"ping"}\n')
+                writer.write(_PING)
                 await asyncio.wait_for(writer.drain(), self._write_timeout)
             except (OSError, TimeoutError):
                 return
@@ -373,23 +362,22 @@ class ChannelTransport:
                 return None
             if frame is None:
                 return None
-            kind = frame.get("t")
-            if kind == "closed":
-                return _status_of(frame)
+            got = frames.decode_server(frame)
+            if isinstance(got, frames.Closed):
+                return got.status
             self._safe_call("on_activity", sock.account, sock.generation, sock.attempt)
-            if kind == "ack":
-                self._ack(sock, frame.get("id"))
-            elif kind == "error":
-                message = str(frame.get("message", "error"))
-                message_id = frame.get("id")
-                if isinstance(message_id, str):
-                    self._fail_one(sock, message_id, f"server refused: {message}")
-                else:
-                    _log.warning("server error on %s#%s: %s", sock.account, sock.attempt, message)
-            elif kind != "pong":
-                _log.warning("ignored frame %r on %s#%s", kind, sock.account, sock.attempt)
+            if isinstance(got, frames.Ack):
+                self._ack(sock, got.id)
+            elif isinstance(got, frames.Error) and got.id is not None:
+                self._fail_one(sock, got.id, f"server refused: {got.message}")
+            elif isinstance(got, frames.Error):
+                _log.warning("server error on %s#%s: %s", sock.account, sock.attempt, got.message)
+            elif got is None:
+                _log.warning(
+                    "ignored frame %r on %s#%s", frame.get("t"), sock.account, sock.attempt
+                )
 
-    async def _read_frame(self, reader: asyncio.StreamReader) -> Mapping[str, Any] | None:
+    async def _read_frame(self, reader: asyncio.StreamReader) -> dict[str, object] | None:
         """The next JSON object frame, or ``None`` at end of stream; skips what is not one."""
         for _ in range(1_000_000):  # bounded: a frame or EOF comes long before
             try:
@@ -399,8 +387,8 @@ class ChannelTransport:
             if not line:
                 return None
             try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                frame = loads(line)
+            except JsonError:
                 _log.warning("ignored non-JSON line from server")
                 continue
             if isinstance(frame, dict):
@@ -463,14 +451,3 @@ class ChannelTransport:
             getattr(self._callbacks, name)(*args)
         except Exception:
             _log.exception("transport callback %s raised", name)
-
-
-def _opt_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _status_of(frame: Mapping[str, Any]) -> int | None:
-    status = frame.get("status")
-    if isinstance(status, int) and not isinstance(status, bool):
-        return status
-    return None

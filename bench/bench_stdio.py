@@ -16,8 +16,7 @@ import sys
 import threading
 import time
 
-import orjson
-
+from heirline.adapters.jsonio import dumps, loads
 from heirline.core import events as ev
 from heirline.core.effects import OpenSocket, StartTimer
 from heirline.core.engine import Engine, EngineConfig
@@ -94,7 +93,7 @@ def through_stdio(lines: list[bytes]) -> tuple[float, int, list[bytes]]:
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
-    proc.stdin.write(orjson.dumps(HELLO) + b"\n")
+    proc.stdin.write(dumps(HELLO) + b"\n")
     proc.stdin.flush()
     assert b'"hello"' in proc.stdout.readline()
 
@@ -121,17 +120,16 @@ def through_stdio(lines: list[bytes]) -> tuple[float, int, list[bytes]]:
 def main() -> int:
     trace = record_trace()
     lines = [
-        orjson.dumps({"id": i, "now": now, "event": encode(event)}) + b"\n"
+        dumps({"id": i, "now": now, "event": encode(event)}) + b"\n"
         for i, (now, event) in enumerate(trace)
     ]
     assert all(
-        decode_event(orjson.loads(line)["event"]) == trace[i][1]
-        for i, line in enumerate(lines[:50])
+        decode_event(loads(line)["event"]) == trace[i][1] for i, line in enumerate(lines[:50])
     )
     n = len(trace)
     local_s, local_effects = in_process(trace)
     wire_s, errors, answers = through_stdio(lines)
-    effects = sum(len(orjson.loads(a)["effects"]) for a in answers if b'"effects"' in a)
+    effects = sum(len(loads(a)["effects"]) for a in answers if b'"effects"' in a)
     local_rate, wire_rate = n / local_s, n / wire_s
     print(f"trace: {n} events, {ACCOUNTS} accounts, {CYCLES} cycles, {local_effects} effects")
     print(f"in-process engine : {local_rate:12,.0f} events/s ({local_s * 1000:.0f} ms)")

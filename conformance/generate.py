@@ -21,8 +21,7 @@ import random
 import sys
 from pathlib import Path
 
-import orjson
-
+from heirline.adapters.jsonio import dumps
 from heirline.adapters.stdio import END_OF_INPUT, PROTOCOL, Session, build_config, build_mapping
 from heirline.core import events as ev
 from heirline.core.effects import CancelTimer, Effect, OpenSocket, Rejected, StartTimer
@@ -66,7 +65,7 @@ class Vector:
             build_config(config), random=random.Random(seed).random, mapping=build_mapping(mapping)
         )
         self.session = Session()  # mirrors the engine, for raw lines and as a cross-check
-        hello_line = orjson.dumps({"hello": hello})
+        hello_line = dumps({"hello": hello})
         self.session.feed(hello_line)
         self.lines: list[bytes] = [hello_line]
         self.next_id = 1
@@ -77,9 +76,9 @@ class Vector:
         """Feed one event line; its effects (the answer line is recorded)."""
         rid = self.next_id
         self.next_id += 1
-        line = orjson.dumps({"id": rid, "now": now, "event": encode(event)})
+        line = dumps({"id": rid, "now": now, "event": encode(event)})
         effects = self.engine.handle(event, now)
-        answer = orjson.dumps({"id": rid, "effects": [encode(e) for e in effects]})
+        answer = dumps({"id": rid, "effects": [encode(e) for e in effects]})
         mirrored = self.session.feed(line).rstrip(b"\n")
         assert mirrored == answer, (self.name, line, mirrored, answer)
         self.lines += [line, answer]
@@ -120,7 +119,7 @@ class Vector:
         if tail:
             effects = self.engine.handle(ev.Shutdown(reason=END_OF_INPUT), self.now)
             expected = {"id": None, "shutdown": True, "effects": [encode(e) for e in effects]}
-            assert tail == orjson.dumps(expected), (self.name, tail, expected)
+            assert tail == dumps(expected), (self.name, tail, expected)
             self.lines.append(tail)
         path = HERE / f"{self.name}.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in self.lines))

@@ -68,3 +68,31 @@ class Rejection(HeirlineError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code  # an instance attribute: each rejection names its own code
+
+
+class ValidationError(HeirlineError, ValueError):
+    """A JSON (or TOML) document does not have the shape it must have.
+
+    ``problem`` says what is wrong; ``path`` is where, from the document's root
+    (field names and array indexes), and ``where`` renders it (``steps[3].account``).
+    The path grows as the error travels out of nested values.
+    """
+
+    code = "bad_input"
+
+    def __init__(self, problem: str, path: list[str | int] | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path: list[str | int] = [] if path is None else path
+
+    @property
+    def where(self) -> str:
+        """The path as text: names joined by dots, indexes in brackets."""
+        out = ""
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out
+
+    def __str__(self) -> str:
+        where = self.where
+        return f"{where}: {self.problem}" if where else self.problem

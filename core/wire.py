@@ -1,10 +1,11 @@
 """The lossless JSON form of events and effects, and its JSON Schema.
 
-One mechanism serves every message type: the dataclass fields and their
-annotations are read once into a small field table, which drives encoding,
-strict decoding (wrong type, missing or unknown field -> :class:`WireError`
-naming the field) and the generated schema. Nothing here does I/O; turning
-the dicts into bytes is the adapter's job.
+One mechanism serves every message type (:mod:`heirline.core.codec`, the one
+the stdio hello, the engine configuration and scenario files use too): the
+dataclass fields and their annotations are read once into a record shape,
+which drives encoding, strict decoding (wrong type, missing or unknown field
+-> :class:`WireError` naming the field) and the generated schema. Nothing here
+does I/O; turning the dicts into bytes is the adapter's job.
 
 Two field kinds have a JSON form of their own, encoded here and only here: a
 timer identity is a string key (:func:`timer_key`: ``health``,
@@ -14,15 +15,12 @@ timer identity is a string key (:func:`timer_key`: ``health``,
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import types
-import typing
 from collections.abc import Mapping
-from typing import Final, TypeVar
+from typing import Final
 
+from heirline.core.codec import MAX_INT, Custom, Record
 from heirline.core.effects import EFFECT_TYPES, Effect
-from heirline.core.errors import WireError
+from heirline.core.errors import ValidationError, WireError
 from heirline.core.events import EVENT_TYPES, Event
 from heirline.core.timers import (
     HEALTH,
@@ -37,13 +35,9 @@ from heirline.core.timers import (
 #: A JSON value. Kept non-recursive: beartype cannot check recursive aliases yet.
 JsonValue = object
 
-M = TypeVar("M", Event, Effect)
-
-_SCALARS: Final = (str, int, float, bool)
-
 #: The largest integer magnitude a message may carry: every binding holds it exactly
 #: (JavaScript's numbers are doubles, exact up to ``2**53 - 1`` = ``Number.MAX_SAFE_INTEGER``).
-MAX_WIRE_INT: Final = 2**53 - 1
+MAX_WIRE_INT: Final = MAX_INT
 
 
 def timer_key(timer: Timer) -> str:
@@ -87,58 +81,44 @@ def parse_timer_key(key: str) -> Timer:
     raise WireError(f"timer key {key!r} names no timer (known forms: {kinds})")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    kinds: tuple[type, ...]  # allowed scalar types; dict for a mapping of scalars
-    optional: bool  # None allowed
-    required: bool  # no default
-    codec: str = ""  # "timer": a timer key string; "enum": the value of ``kinds[0]``
+def _timer_from_key(key: str) -> Timer:
+    try:
+        return parse_timer_key(key)
+    except WireError as exc:
+        raise ValidationError(str(exc)) from None
 
 
-def _field_table(cls: type) -> tuple[_Field, ...]:
-    hints = typing.get_type_hints(cls)
-    table: list[_Field] = []
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        origin_args = tuple(typing.get_origin(a) or a for a in args)
-        kinds = tuple(a for a in origin_args if a is not type(None))
-        codec = ""
-        if set(kinds) == set(TIMER_TYPES):
-            codec, kinds = "timer", (str,)
-        elif len(kinds) == 1 and issubclass(kinds[0], enum.Enum):
-            codec = "enum"
-        table.append(
-            _Field(
-                name=f.name,
-                kinds=kinds,
-                optional=type(None) in origin_args,
-                required=f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING,
-                codec=codec,
-            )
-        )
-    return tuple(table)
+#: A timer identity on the wire: its string key (the one field kind with a codec of its own).
+TIMER_KEY: Final = Custom(
+    (str,),
+    "a timer key string",
+    _timer_from_key,
+    timer_key,
+    {
+        "type": "string",
+        "description": "a timer key: health, retry/<account>/<generation>, "
+        "watchdog/<account>/<attempt> or deadline/<reply_id>",
+    },
+)
 
-
-_EVENTS: Final[dict[str, type[Event]]] = {cls.type: cls for cls in EVENT_TYPES}
-_EFFECTS: Final[dict[str, type[Effect]]] = {cls.type: cls for cls in EFFECT_TYPES}
-_FIELDS: Final[dict[type, tuple[_Field, ...]]] = {
-    cls: _field_table(cls) for cls in (*EVENT_TYPES, *EFFECT_TYPES)
+_EVENTS: Final[dict[str, Record]] = {
+    cls.type: Record.of(cls, hooks={Timer: TIMER_KEY}, tag=("type", cls.type))
+    for cls in EVENT_TYPES
+}
+_EFFECTS: Final[dict[str, Record]] = {
+    cls.type: Record.of(cls, hooks={Timer: TIMER_KEY}, tag=("type", cls.type))
+    for cls in EFFECT_TYPES
+}
+_RECORDS: Final[dict[type, Record]] = {
+    **{cls: _EVENTS[cls.type] for cls in EVENT_TYPES},
+    **{cls: _EFFECTS[cls.type] for cls in EFFECT_TYPES},
 }
 
 
 def encode(message: Event | Effect) -> dict[str, JsonValue]:
     """The JSON object of an event or effect: ``{"type": ..., <fields>}``."""
-    out: dict[str, JsonValue] = {"type": message.type}
-    for f in _FIELDS[type(message)]:
-        value = getattr(message, f.name)
-        if f.codec == "timer":
-            value = timer_key(value)
-        elif isinstance(value, enum.Enum):
-            value = value.value
-        out[f.name] = dict(value) if isinstance(value, dict) else value
+    out = _RECORDS[type(message)].encode(message)
+    assert isinstance(out, dict)
     return out
 
 
@@ -147,111 +127,35 @@ def wire_int_ok(value: object) -> bool:
     return isinstance(value, bool) or not isinstance(value, int) or abs(value) <= MAX_WIRE_INT
 
 
-def _check(cls: type, f: _Field, value: object) -> object:
-    where = f"{getattr(cls, 'type', cls.__name__)}.{f.name}"
-    if value is None:
-        if f.optional:
-            return None
-        raise WireError(f"{where}: must not be null")
-    if dict in f.kinds:
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, _SCALARS)) for k, v in value.items()
-        ):
-            raise WireError(f"{where}: expected an object of scalars, got {value!r}")
-        for k, v in value.items():
-            if not wire_int_ok(v):
-                raise WireError(f"{where}.{k}: integer {v} is outside +-{MAX_WIRE_INT} (2**53-1)")
-        return dict(value)
-    if f.codec == "enum":
-        allowed = [m.value for m in typing.cast(type[enum.Enum], f.kinds[0])]
-        if not isinstance(value, str) or value not in allowed:
-            raise WireError(f"{where}: expected one of {allowed}, got {value!r}")
-        return f.kinds[0](value)
-    if f.codec == "timer":
-        if not isinstance(value, str):
-            raise WireError(f"{where}: expected a timer key string, got {value!r}")
-        return parse_timer_key(value)
-    # bool is an int in Python; JSON keeps them apart and so do we.
-    if isinstance(value, bool) != (bool in f.kinds) or not isinstance(value, f.kinds):
-        names = " or ".join(k.__name__ for k in f.kinds)
-        raise WireError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
-    # One rule for every integer field: only values every binding holds exactly.
-    if not wire_int_ok(value):
-        raise WireError(f"{where}: integer {value} is outside +-{MAX_WIRE_INT} (2**53-1)")
-    return value
-
-
-def _decode(data: object, registry: Mapping[str, type[M]], what: str) -> M:
+def _decode(data: object, registry: Mapping[str, Record], what: str) -> object:
     if not isinstance(data, Mapping):
         raise WireError(f"{what}: expected a JSON object, got {type(data).__name__}")
     tag = data.get("type")
-    cls = registry.get(tag) if isinstance(tag, str) else None
-    if cls is None:
+    record = registry.get(tag) if isinstance(tag, str) else None
+    if record is None:
         known = ", ".join(sorted(registry))
         raise WireError(f"{what}: unknown type {tag!r} (known: {known})")
-    table = _FIELDS[cls]
-    names = {f.name for f in table}
-    unknown = sorted(set(data) - names - {"type"})
-    if unknown:
-        raise WireError(f"{tag}: unknown field(s) {', '.join(unknown)}")
-    kwargs: dict[str, object] = {}
-    for f in table:
-        if f.name in data:
-            kwargs[f.name] = _check(cls, f, data[f.name])
-        elif f.required:
-            raise WireError(f"{tag}.{f.name}: missing required field")
-    return cls(**kwargs)
+    try:
+        return record.decode(dict(data))
+    except ValidationError as exc:
+        exc.path.insert(0, str(tag))
+        raise WireError(str(exc)) from None
 
 
 def decode_event(data: object) -> Event:
     """The event described by a JSON object; :class:`WireError` if it is not one."""
-    return _decode(data, _EVENTS, "event")
+    event = _decode(data, _EVENTS, "event")
+    assert isinstance(event, Event)
+    return event
 
 
 def decode_effect(data: object) -> Effect:
     """The effect described by a JSON object; :class:`WireError` if it is not one."""
-    return _decode(data, _EFFECTS, "effect")
-
-
-_SCHEMA_TYPES: Final[dict[type, str]] = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    dict: "object",
-}
+    effect = _decode(data, _EFFECTS, "effect")
+    assert isinstance(effect, Effect)
+    return effect
 
 
 def message_schema(cls: type[Event] | type[Effect]) -> dict[str, JsonValue]:
     """The JSON Schema (draft 2020-12) of one message type, derived from its fields."""
-    props: dict[str, JsonValue] = {"type": {"const": cls.type}}
-    required: list[JsonValue] = ["type"]
-    for f in _FIELDS[cls]:
-        if f.codec == "enum":
-            members = typing.cast(type[enum.Enum], f.kinds[0])
-            props[f.name] = {"enum": [m.value for m in members]}
-            if f.required:
-                required.append(f.name)
-            continue
-        names: list[JsonValue] = [_SCHEMA_TYPES[k] for k in f.kinds]
-        if f.optional:
-            names.append("null")
-        prop: dict[str, JsonValue] = {"type": names[0] if len(names) == 1 else names}
-        if f.codec == "timer":
-            prop["description"] = (
-                "a timer key: health, retry/<account>/<generation>, "
-                "watchdog/<account>/<attempt> or deadline/<reply_id>"
-            )
-        if dict in f.kinds:
-            prop["additionalProperties"] = {"type": ["string", "number", "boolean", "null"]}
-        props[f.name] = prop
-        if f.required:
-            required.append(f.name)
-    return {
-        "title": cls.__name__,
-        "description": (cls.__doc__ or "").strip().splitlines()[0],
-        "type": "object",
-        "properties": props,
-        "required": required,
-        "additionalProperties": False,
-    }
+    return _RECORDS[cls].schema()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from beartype import BeartypeConf
 from beartype.claw import beartype_package
 
@@ -37,11 +38,23 @@ def pytest_report_header() -> str:
     return f"hypothesis profile: {PROFILE}, max_examples={current.max_examples}, seed: {seed}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long runs run only when asked for by name: ``-m crash`` (``nox -s crash``), ``-m
+    fleet`` (``nox -s fleet``); a plain ``-m "not soak"`` run keeps their short versions."""
+    wanted = config.getoption("markexpr") or ""
+    for marker, session in (("crash", "crash"), ("fleet", "fleet")):
+        if marker in wanted:
+            continue
+        skip = pytest.mark.skip(reason=f"a long run: run it with -m {marker} (nox -s {session})")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
 # ----------------------------------------------------------------------------- redis-server
 
 from collections.abc import Iterator  # noqa: E402
 
-import pytest  # noqa: E402
 from redis_server import RedisServer, redis_binary  # noqa: E402
 
 

@@ -16,12 +16,13 @@ from heirline.core.journal import JournalError
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Error classes whose ``code`` the engine never answers with: ``WireError`` is raised by
-#: decoding (the server answers ``bad_event`` as an error line), ``JournalError`` by
+#: Error classes whose ``code`` the engine never answers with: ``WireError`` and
+#: ``ValidationError`` are raised by decoding (the server answers ``bad_event`` or
+#: ``bad_hello`` as an error line), ``JournalError`` by
 #: ``Engine.restore()`` to its caller, and ``Rejection`` names its code per instance (found
 #: in the source below).
 NOT_ENGINE_CODES: frozenset[type[errors.HeirlineError]] = frozenset(
-    {errors.WireError, JournalError, errors.Rejection}
+    {errors.WireError, errors.ValidationError, JournalError, errors.Rejection}
 )
 
 #: Literal ``Rejection`` codes that never reach a ``rejected`` effect, and why.

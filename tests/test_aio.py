@@ -11,19 +11,22 @@ import pytest
 
 from heirline.adapters.aio import MAX_SPEED, MIN_SPEED, AsyncGateway, speed_problem
 from heirline.adapters.channel import ChannelServer
-from heirline.adapters.demo import (
-    ACCOUNT,
-    REPLY,
-    ActResult,
-    demo_config,
-    run_act_async,
-    run_act_fake,
-)
+from heirline.adapters.demo import act_scenario, run_act_async, run_act_fake
 from heirline.adapters.fake import Script, ScriptTimeout, TimelineEntry, Until
+from heirline.adapters.scenario import ScenarioResult as ActResult
 from heirline.adapters.transport import ChannelTransport
 from heirline.core.engine import EngineConfig
 from heirline.core.events import ReplyCaptured, ReplyReady, Start
 from heirline.core.lifecycle import LifecycleConfig
+
+ACCOUNT = "default"
+REPLY = "r1"
+
+
+def demo_config() -> EngineConfig:
+    """The engine as the demo's incident runs it (examples/incident.toml's [engine])."""
+    return act_scenario("incident").config
+
 
 T = TypeVar("T")
 TIMEOUT = 20.0

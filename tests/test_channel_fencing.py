@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from heirline.adapters import frames
 from heirline.adapters.channel import ChannelServer, Fenced
 
 PN = "15550001111@s.whatsapp.net"
@@ -80,7 +81,7 @@ def test_a_send_with_a_token_older_than_the_newest_seen_is_refused() -> None:
         assert server.fenced[-1] == Fenced("a", 4, 5, None)
         assert (await new.ask({"t": "send", "id": "m6", "chat": "c", "generation": "x"}))[
             "message"
-        ] == "send 'generation' must be an integer >= 0"
+        ] == "send: 'generation' must be a non-negative integer or absent"
         for client in (old, new, late):
             await client.close()
 
@@ -100,3 +101,12 @@ def test_without_fencing_every_token_is_accepted() -> None:
         await new.close()
 
     run(False, body)
+
+
+def test_a_send_frame_carries_its_token_only_when_it_has_one() -> None:
+    bare = frames.Send("m1", "c", "text", "hi")
+    fenced = frames.Send("m1", "c", "text", "hi", 7)
+    assert b"generation" not in frames.encode(bare)  # the frame as it was before fencing
+    assert orjson.loads(frames.encode(fenced))["generation"] == 7
+    for frame in (bare, fenced):
+        assert frames.decode_client(orjson.loads(frames.encode(frame))) == frame

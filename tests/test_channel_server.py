@@ -8,12 +8,12 @@ The harness checks that no task outlives the server and the transport.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 import pytest
 
 from heirline.adapters.channel import (
@@ -634,7 +634,7 @@ async def _exchange(
 ) -> dict[str, Any]:
     writer.write(line)
     reply = await asyncio.wait_for(reader.readline(), WAIT)
-    frame: dict[str, Any] = orjson.loads(reply)
+    frame: dict[str, Any] = json.loads(reply)
     return frame
 
 
@@ -678,7 +678,7 @@ def test_an_oversized_line_gets_an_error_and_a_close() -> None:
         reader, writer = await _raw(server.port)
         try:
             writer.write(b"x" * 2048 + b"\n")
-            frame = orjson.loads(await asyncio.wait_for(reader.readline(), WAIT))
+            frame = json.loads(await asyncio.wait_for(reader.readline(), WAIT))
             assert frame["t"] == "error"
             assert "longer than" in frame["message"]
             assert await asyncio.wait_for(reader.read(), WAIT) == b""
@@ -694,7 +694,7 @@ def test_connections_beyond_the_limit_are_turned_away() -> None:
         await opened(transport, rec, "a", 1, 1)
         reader, writer = await _raw(server.port)
         try:
-            frame = orjson.loads(await asyncio.wait_for(reader.readline(), WAIT))
+            frame = json.loads(await asyncio.wait_for(reader.readline(), WAIT))
             assert frame == {"t": "error", "message": "server busy"}
             assert await asyncio.wait_for(reader.read(), WAIT) == b""
         finally:

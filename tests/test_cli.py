@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
-import orjson
 import pytest
 
 from heirline.adapters import cli
@@ -14,17 +14,18 @@ from heirline.adapters import cli
 
 def test_demo_json_on_loopback_keeps_every_promise(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", "--json", "--speed", "40"]) == 0
-    doc = orjson.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is True
     assert doc["seed"] == 73
     incident, relink = doc["acts"]
     reply = incident["replies"][0]
     assert (reply["outcome"], reply["via"], reply["generation"]) == ("delivered", "successor", 2)
-    assert [e["identity"]["lid"] for e in incident["ledger"]] == ["123456789012345@lid"]
-    assert incident["ledger"][0]["message_ids"] == ["3EB0C0FFEE0001"]
+    holders = incident["ledger"]["identities"]
+    assert [e["identity"]["lid"] for e in holders] == ["123456789012345@lid"]
+    assert holders[0]["message_ids"] == ["3EB0C0FFEE0001"]
     assert relink["replies"][0]["outcome"] == "refused"
     assert relink["transmissions"] == 0
-    assert relink["ledger"] == []
+    assert relink["ledger"]["identities"] == []
 
 
 def test_demo_text_default(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,7 +52,7 @@ def test_demo_leaves_no_task_behind() -> None:
 
     async def main() -> set[asyncio.Task[Any]]:
         acts = await _run_all(DemoOptions(speed=50))
-        assert all(act.ok for act in acts)
+        assert all(act.ok for _, act in acts)
         me = asyncio.current_task()
         return {t for t in asyncio.all_tasks() if t is not me}
 
@@ -149,7 +150,7 @@ def test_run_checks_an_example_scenario_and_reports_its_outcome(
 
     example = Path(__file__).resolve().parents[1] / "examples" / "relink.toml"
     assert cli.main(["run", str(example), "--json"]) == 0
-    report = orjson.loads(capsys.readouterr().out)
+    report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True
     assert [(r["reply_id"], r["outcome"]) for r in report["replies"]] == [("r1", "refused")]
     assert report["transmissions"] == 0

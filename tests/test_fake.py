@@ -9,16 +9,7 @@ from typing import Any
 import pytest
 
 from heirline.adapters.channel import Identity
-from heirline.adapters.demo import (
-    ACCOUNT,
-    GROUP,
-    LID,
-    MESSAGE_ID,
-    PN,
-    REPLY,
-    demo_config,
-    run_act_fake,
-)
+from heirline.adapters.demo import act_scenario, run_act_fake
 from heirline.adapters.fake import (
     At,
     FakeChannel,
@@ -34,6 +25,20 @@ from heirline.core.events import HealthCheck, ReplyCaptured, ReplyReady, Start
 from heirline.core.health import HealthConfig
 from heirline.core.lifecycle import LifecycleConfig
 from heirline.core.timers import RetryTimer, WatchdogTimer
+
+# The demo's incident (examples/incident.toml).
+ACCOUNT = "default"
+PN = "4915123456789@s.whatsapp.net"
+LID = "123456789012345@lid"
+GROUP = "120363041234567890@g.us"
+REPLY = "r1"
+MESSAGE_ID = "3EB0C0FFEE0001"
+
+
+def demo_config() -> EngineConfig:
+    """The engine as the demo's incident runs it (examples/incident.toml's [engine])."""
+    return act_scenario("incident").config
+
 
 # --------------------------------------------------------------------------- scheduler
 

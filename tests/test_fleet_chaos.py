@@ -1,13 +1,12 @@
 """Fleet chaos with real processes: SIGKILL and SIGSTOP owners, nothing lost or misdelivered.
 
 The short run is part of the default suite; the long one (200 accounts, a
-minute) runs in ``nox -s fleet`` (``HEIRLINE_FLEET_CHAOS=1``).
+minute) runs only when asked for by name: ``-m fleet`` (``nox -s fleet``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 
 import pytest
@@ -43,10 +42,7 @@ def test_fleet_chaos_short(redis_server: RedisServer) -> None:
     check(asyncio.run(asyncio.wait_for(run_chaos(size, 1, redis_server), 60)))
 
 
-@pytest.mark.fleet
-@pytest.mark.skipif(
-    not os.environ.get("HEIRLINE_FLEET_CHAOS"), reason="the long fleet chaos runs in nox -s fleet"
-)
+@pytest.mark.fleet  # runs only when -m names it (tests/conftest.py): nox -s fleet
 @pytest.mark.parametrize("seed", [11, 12])
 def test_fleet_chaos_long(redis_server: RedisServer, seed: int) -> None:
     size = ChaosSize(

@@ -11,6 +11,7 @@ subprocess, where every line must equal the expected one byte for byte.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from protocol_codes import UNREACHABLE_OVER_THE_WIRE, engine_rejection_codes
 
@@ -70,15 +70,15 @@ def _split(path: Path) -> Transcript:
     end = lines.pop() if len(lines) % 2 == 0 else None
     pairs = [(lines[i], lines[i + 1]) for i in range(1, len(lines), 2)]
     if end is not None:
-        assert orjson.loads(end)["shutdown"] is True, f"{path.name}: the last line is not the end"
+        assert json.loads(end)["shutdown"] is True, f"{path.name}: the last line is not the end"
     for _, answer in pairs:
-        assert "shutdown" not in orjson.loads(answer), f"{path.name}: an end line mid-session"
+        assert "shutdown" not in json.loads(answer), f"{path.name}: an end line mid-session"
     return Transcript(lines[0], pairs, end)
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
     return [
-        orjson.loads(line)["event"]
+        json.loads(line)["event"]
         for line, answer in _split(path).pairs
         if b'"error":{' not in answer
     ]
@@ -86,7 +86,7 @@ def _events(path: Path) -> list[dict[str, Any]]:
 
 def _effects(path: Path) -> list[dict[str, Any]]:
     t = _split(path)
-    answers = [orjson.loads(a) for _, a in t.pairs] + ([orjson.loads(t.end)] if t.end else [])
+    answers = [json.loads(a) for _, a in t.pairs] + ([json.loads(t.end)] if t.end else [])
     return [e for a in answers for e in a.get("effects", [])]
 
 
@@ -96,7 +96,7 @@ def test_every_required_vector_is_present() -> None:
 
 def test_every_vector_speaks_protocol_2() -> None:
     for path in VECTORS:
-        assert orjson.loads(_split(path).hello)["hello"]["protocol"] == PROTOCOL == 2
+        assert json.loads(_split(path).hello)["hello"]["protocol"] == PROTOCOL == 2
 
 
 def test_every_status_code_decision_is_covered() -> None:
@@ -171,7 +171,7 @@ def test_the_protocol_2_stories_show_what_they_claim() -> None:
 
 
 def _engine(hello_line: bytes) -> Engine:
-    hello = orjson.loads(hello_line)["hello"]
+    hello = json.loads(hello_line)["hello"]
     return Engine(
         build_config(hello.get("config")),
         random=random.Random(hello["seed"]).random,
@@ -186,10 +186,10 @@ def test_vector_against_the_engine(path: Path) -> None:
     replayed = 0
     last_now = 0
     for number, (line, expected_line) in enumerate(t.pairs, start=1):
-        expected = orjson.loads(expected_line)
+        expected = json.loads(expected_line)
         if "error" in expected:
             continue  # a protocol error: the line never reaches an engine
-        msg = orjson.loads(line)
+        msg = json.loads(line)
         effects = engine.handle(decode_event(msg["event"]), msg["now"])
         got = [encode(e) for e in effects]
         assert got == expected["effects"], f"{path.name} pair {number}: {line!r}"
@@ -204,7 +204,7 @@ def test_vector_against_the_engine(path: Path) -> None:
     assert (t.end is None) == engine.shut_down
     if t.end is not None:
         effects = engine.handle(Shutdown(reason=END_OF_INPUT), last_now)
-        end = orjson.loads(t.end)
+        end = json.loads(t.end)
         assert end == {"id": None, "shutdown": True, "effects": [encode(e) for e in effects]}
 
 
@@ -224,7 +224,7 @@ def test_vector_through_the_stdio_server(path: Path) -> None:
     answers = answers[:-1]
     expected = [line for _, line in t.pairs] + ([t.end] if t.end is not None else [])
     assert len(answers) == 1 + len(expected)
-    hello = orjson.loads(answers[0])["hello"]
+    hello = json.loads(answers[0])["hello"]
     assert hello["protocol"] == PROTOCOL
     assert isinstance(hello["heirline"], str)
     for number, (want, got) in enumerate(zip(expected, answers[1:], strict=True), 1):
