@@ -35,8 +35,8 @@ from typing import Any, Final
 from redis.exceptions import RedisError
 
 from heirline.adapters.aio import AsyncGateway, TransportFactory
-from heirline.adapters.fake import ReplyOutcome
 from heirline.adapters.fleet_store import Adopted, FleetStore, WriteRefused
+from heirline.adapters.gateway import ReplyOutcome
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
 from heirline.core.config import EngineConfig
 from heirline.core.effects import Effect, RegisterRequest, Rejected
