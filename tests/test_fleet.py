@@ -12,9 +12,11 @@ import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 
+from heirline.adapters import fleet_worker
 from heirline.adapters.channel import ChannelServer
 from heirline.adapters.fleet import FleetConfig, FleetMember
 from heirline.adapters.fleet_store import FleetStore
@@ -256,3 +258,47 @@ def test_renewal_and_takeover_latency(redis_server: RedisServer) -> None:
     print(f"renewal p50 {renew_ms:.2f} ms; takeover {takeover * 1000:.0f} ms (TTL 600 ms)")
     assert renew_ms < 50
     assert (LEASE.ttl_ms - LEASE.renew_ms) / 1000 - 0.02 < takeover < 1.2
+
+
+def test_an_account_whose_journal_cannot_be_read_is_not_adopted(
+    redis_server: RedisServer,
+) -> None:
+    async def body(fleet: Fleet) -> None:
+        await fleet.client.hset("heirline:{a}:journal", mapping={"meta": '{"format": 99}'})
+        a = fleet.member("A")
+        await until(lambda: "a" in a.refused)
+        assert "format" in a.refused["a"]
+        _, why = fleet.first("A", "refused")
+        assert why == a.refused["a"]
+        assert await a.store.owner("a") is None  # the lease is given back at once
+        await asyncio.sleep(LEASE.scan_ms * 3 / 1000)
+        assert a.gateways == {}  # never tried again by this member
+        assert await a.store.token("a") == 0
+        assert fleet.server.connection_count("a") == 0
+        await a.stop()
+
+    run(redis_server, body)
+
+
+def test_the_worker_refuses_bad_arguments_with_usage_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--redis-port", "1", "--channel-port", "2", "--name", "g", "--accounts", "a"]
+    with pytest.raises(SystemExit) as exit_:
+        fleet_worker.main([*args, "--ttl-ms", "2"])
+    assert exit_.value.code == 2
+    assert "--ttl-ms >= 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        fleet_worker.main(args[:4])
+    assert exit_.value.code == 2
+    assert "--accounts" in capsys.readouterr().err
+
+
+def test_a_member_needs_a_journaled_engine_with_an_external_registry() -> None:
+    with pytest.raises(ValueError, match="external_registry=True"):
+        FleetMember(
+            FleetStore(aioredis.Redis(), EngineConfig(journal=True)), "A", ["a"], 1,
+            EngineConfig(journal=True),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="renew_ms"):
+        FleetConfig(ttl_ms=100, renew_ms=100)
