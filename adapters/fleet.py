@@ -96,6 +96,7 @@ class AccountGateway(AsyncGateway):
         self.account = account
         self.fence = 0  # the token this owner was last granted (or found)
         self.valid_until = 0.0  # loop time at which the lease is gone by our own clock
+        self._expiry: asyncio.TimerHandle | None = None
         self.lost: str | None = None
         self._member = member
         self._wake = asyncio.Event()
@@ -115,6 +116,21 @@ class AccountGateway(AsyncGateway):
     def holding(self) -> bool:
         """Whether the lease is still ours by this process's own monotonic clock."""
         return self.lost is None and asyncio.get_running_loop().time() < self.valid_until
+
+    def extend(self, until: float) -> None:
+        """The lease is ours until loop time ``until``; then, unless extended again, the
+        account is given up -- by a timer, whatever Redis calls are hanging meanwhile."""
+        if self.lost is not None or until <= self.valid_until:
+            return
+        self.valid_until = until
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = asyncio.get_running_loop().call_at(until, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if self.lost is None and not self.holding():
+            self.lose("lease expired by this process's clock (no renewal in time)")
 
     async def adopt(self, adopted: Adopted) -> bool:
         """Restore the account's journal; the next generation is above the fleet token.
@@ -243,6 +259,8 @@ class AccountGateway(AsyncGateway):
         self.lost = reason
         self._batches.clear()
         self._wake.set()
+        if self._expiry is not None:
+            self._expiry.cancel()
         now = self.now_ms()
         for effect in self.engine.release(self.account, reason):
             super()._carry_out(effect, now)
@@ -253,6 +271,8 @@ class AccountGateway(AsyncGateway):
         self.lost = reason
         self._batches.clear()
         self._wake.set()
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     async def aclose(self, reason: str = "gateway shutdown", *, end_replies: bool = True) -> None:
         """Give the account up (:meth:`lose`) and close: the engine ends no reply here,
@@ -398,7 +418,7 @@ class FleetMember:
             if not renewed:
                 gw.lose("lease renewal refused: another owner holds it, or it expired")
             elif gw.lost is None:
-                gw.valid_until = max(gw.valid_until, sent + self._tenure())
+                gw.extend(sent + self._tenure())
 
     def _tenure(self) -> float:
         """Seconds a lease counts as ours after the command that set it was sent."""
@@ -447,7 +467,7 @@ class FleetMember:
             self, account, self._factory(), self.engine_config, random=self._rng.random
         )
         await gw.start()
-        gw.valid_until = sent + self._tenure()
+        gw.extend(sent + self._tenure())
         self.gateways[account] = gw
         if not await gw.adopt(adopted):
             return  # lost while adopting: on_lost closed it

@@ -211,17 +211,23 @@ def test_a_stalled_owner_that_wakes_after_losing_its_lease_delivers_nothing(
         gate = fleet.gated["A"]
         gate.sends.clear()  # A stalls between the journal write and the socket write
         assert await a.capture("a", "r1", "c@s.whatsapp.net", "hello")
-        # ...and its lease renewals stall with it (a paused process renews nothing)
+        # ...and everything else in it stalls too: no renewal, no timer (a frozen process)
         for task in a._loops:
             task.cancel()
+        gw = a.gateways["a"]
+        assert gw._expiry is not None
+        gw._expiry.cancel()
         b = fleet.member("B")
         await until(lambda: "r1" in b.outcomes)
         assert b.outcomes["r1"].outcome == "delivered"
         assert b.outcomes["r1"].generation == 2
-        # A wakes: its own clock says the lease is gone -- nothing new goes out...
+        # A wakes. Its own clock says the lease is gone: nothing new goes out...
         assert not await a.capture("a", "r2", "c@s.whatsapp.net", "late")
-        gate.sends.set()  # ...and the send it had started is refused by the channel
+        # ...but the send it had started wins the race against its expiry timer: only the
+        # channel can stop that one, and it does (the token is stale)
+        gate.sends.set()
         await until(lambda: len(fleet.server.fenced) == 1)
+        gw._expired()  # the timer's turn: A gives the account up
         assert gate.forwarded == [("r1", 1)]
         fenced = fleet.server.fenced[0]
         assert (fenced.account, fenced.token, fenced.newest, fenced.message_id) == (
@@ -302,3 +308,28 @@ def test_a_member_needs_a_journaled_engine_with_an_external_registry() -> None:
         )  # fmt: skip
     with pytest.raises(ValueError, match="renew_ms"):
         FleetConfig(ttl_ms=100, renew_ms=100)
+
+
+def test_an_owner_cut_off_from_redis_stops_when_its_lease_runs_out_by_its_clock(
+    redis_server: RedisServer,
+) -> None:
+    async def body(fleet: Fleet) -> None:
+        a = fleet.member("A")
+        await until(lambda: a.serving() == ("a",))
+        await until(lambda: fleet.server.connection_count("a") == 1)
+        redis_server.stop()  # nobody can tell A it lost the lease: only its own clock can
+        try:
+            cut = asyncio.get_running_loop().time()
+            await until(lambda: any(e[1:3] == ("A", "lost") for e in fleet.events), 5)
+            at, why = fleet.first("A", "lost")
+            assert "lease expired" in why
+            # it gave up no later than its lease would have run out in Redis
+            assert at - cut <= LEASE.ttl_ms / 1000
+            await until(lambda: fleet.server.connection_count("a") == 0)
+            assert not await a.capture("a", "r1", "c@s.whatsapp.net", "too late")
+        finally:
+            redis_server.start()
+        assert fleet.server.ledger.total == 0
+        await a.stop()
+
+    run(redis_server, body)
