@@ -8,6 +8,7 @@ then list it in :data:`SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -143,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting already: a second one waits
         print(f"{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -44,6 +44,7 @@ from heirline.adapters.scenario import (
     ScenarioResult,
     parse_scenario,
     run_fake,
+    run_interruptible,
     run_real,
 )
 from heirline.adapters.scenario_render import (
@@ -328,7 +329,7 @@ def run_demo(
         )
         view = DemoView(console, options, _progress(options, console, out))
     try:
-        acts = (runner or (lambda o: asyncio.run(_run_all(o, view))))(options)
+        acts = (runner or (lambda o: run_interruptible(_run_all(o, view))))(options)
         unfinished = next((act.error for _, act in acts if _failed(act)), None)
         if unfinished is not None:
             raise ScriptTimeout(unfinished)

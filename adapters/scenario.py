@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, Final, get_args
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, TypeVar, get_args
 
 from heirline.adapters.aio import AsyncGateway, speed_problem
 from heirline.adapters.channel import ChannelServer
@@ -86,6 +89,7 @@ __all__ = [
     "render",
     "run_command",
     "run_fake",
+    "run_interruptible",
     "run_real",
     "scenario_schema",
     "scenario_script",
@@ -217,6 +221,48 @@ async def run_real(
         await server.stop()
 
 
+T = TypeVar("T")
+
+
+def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` for a command: Ctrl-C cancels ``main``, a second one exits.
+
+    The first SIGINT cancels ``main`` (``run_real`` then shuts the engine down and
+    closes its sockets and server) and raises ``KeyboardInterrupt`` once it has;
+    a second SIGINT during that exits at once with status 130, output flushed.
+    """
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def second() -> None:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(130)
+
+        def first() -> None:
+            nonlocal interrupted
+            interrupted = True
+            loop.add_signal_handler(signal.SIGINT, second)
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, first)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(guarded())
+
+
 def add_run_parser(
     subparsers: Any,
 ) -> None:  # argparse._SubParsersAction (not subscriptable at run time)
@@ -285,7 +331,7 @@ def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -
         budget = sc.timeout_ms * (len(sc.steps) + 1) / 1000 / (speed or sc.speed) + 30
         run = run_real(sc, seed=seed, speed=speed, on_entry=on_entry)
         try:
-            result = asyncio.run(asyncio.wait_for(run, budget))
+            result = run_interruptible(asyncio.wait_for(run, budget))
         except (OSError, TimeoutError) as exc:
             print(f"heirline run: {sc.path}: could not run on loopback: {exc!r}", file=err)
             return 2
