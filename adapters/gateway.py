@@ -211,9 +211,7 @@ class GatewayBase:
         self, message: str, *, account: str | None = None, generation: int | None = None
     ) -> None:
         """Add a scenario or channel note to the timeline (not an engine decision)."""
-        self._record(
-            TimelineEntry(self.now_ms(), "note", "note", message, account, generation)
-        )
+        self._record(TimelineEntry(self.now_ms(), "note", "note", message, account, generation))
 
     def current_socket(self, account: str) -> tuple[int, int] | None:
         """``(generation, attempt)`` of the account's open socket, newest first; ``None``."""
@@ -325,9 +323,7 @@ class GatewayBase:
         try:
             auth = source if isinstance(source, AuthDir) else read_auth_dir(source)
         except AuthDirError as exc:  # the controller connects without it: identity fails closed
-            self._record(
-                TimelineEntry(self.now_ms(), "error", "auth_dir", str(exc), account)
-            )
+            self._record(TimelineEntry(self.now_ms(), "error", "auth_dir", str(exc), account))
             return
         pairs = list(auth.mapping.pairs)
         me = auth.resolved_identity

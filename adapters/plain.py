@@ -55,7 +55,10 @@ class Table:
                 for cell, w in zip(row, widths, strict=False)
             ]
             for k in range(max(len(c) for c in cells)):
-                parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)]
+                parts = [
+                    (c[k] if k < len(c) else "").ljust(w)
+                    for c, w in zip(cells, widths, strict=True)
+                ]
                 out.append("  ".join(parts).rstrip())
         return out
 

@@ -101,9 +101,7 @@ def _current(gw: GatewayBase, account: str, explicit: object) -> int:
     return 0 if generation is None else generation  # 0: the engine rejects it, reported
 
 
-def _act(
-    step: Step, gw: GatewayBase, channel: ChannelControl, captured: dict[str, str]
-) -> None:
+def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: dict[str, str]) -> None:
     a = step.args
     action = step.action
     account = a.get("account")
@@ -177,7 +175,9 @@ def _late(step: Step, gw: GatewayBase, captured: dict[str, str]) -> None:
         return
     reply = str(a["reply"])
     account = captured[reply]
-    sent = [t.attempt for t in gw.transmissions if (t.reply_id, t.generation) == (reply, generation)]
-    attempt = a.get("attempt") or (sent[-1] if sent else gw.last_attempt.get((account, generation), 0))
+    ours = [t for t in gw.transmissions if t.reply_id == reply]
+    sent = [t.attempt for t in ours if t.generation == generation]
+    default = sent[-1] if sent else gw.last_attempt.get((account, generation), 0)
+    attempt = a.get("attempt") or default
     gw.note(f"late ack of {reply} from g{generation} socket {attempt} arrives", account=account)
     gw.feed(TransmitAcked(reply_id=reply, generation=generation, attempt=attempt))

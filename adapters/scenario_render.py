@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import textwrap
 from io import TextIOBase
-from typing import Final, TextIO, cast
+from typing import Any, Final, TextIO, cast
 
 from heirline.adapters.gateway import TimelineEntry
 from heirline.adapters.scenario_check import ScenarioResult
@@ -75,9 +75,7 @@ def timeline_lines(clock_base_ms: int, entry: TimelineEntry, width: int = 80) ->
     """One entry as lines of at most ``width`` columns; a long message wraps under itself."""
     clock = clock_text((clock_base_ms + entry.at_ms) % 86_400_000)
     head = f"{clock}  {controller_name(entry.generation):<3} "
-    wrapped = textwrap.wrap(
-        entry.message, max(20, width - _INDENT), break_on_hyphens=False
-    ) or [""]
+    wrapped = textwrap.wrap(entry.message, max(20, width - _INDENT), break_on_hyphens=False) or [""]
     return [head + wrapped[0], *(" " * _INDENT + more for more in wrapped[1:])]
 
 
@@ -93,7 +91,7 @@ class Stream:
         self.clock_base_ms = clock_base_ms
         self.progress = progress
         self.printed = 0  # entries printed
-        self._status: object | None = None
+        self._status: Any = None  # rich's Status (progress "live" is only chosen with rich)
 
     @property
     def width(self) -> int:
@@ -118,16 +116,15 @@ class Stream:
                 self.console.print(Text(" " * _INDENT + line, style="dim"))
             return
         if self._status is None:
-            status = self.console.status(what)  # type: ignore[attr-defined]
-            status.start()
-            self._status = status
+            self._status = self.console.status(what)
+            self._status.start()
         else:
-            self._status.update(what)  # type: ignore[attr-defined]
+            self._status.update(what)
 
     def close(self) -> None:
         """Take the live status line down (idempotent)."""
         if self._status is not None:
-            self._status.stop()  # type: ignore[attr-defined]
+            self._status.stop()
             self._status = None
 
 

@@ -36,8 +36,11 @@ from heirline.adapters.scenario_render import timeline_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-HEIRLINE = [sys.executable, "-c", "import sys; from heirline.adapters.cli import main; "
-            "sys.exit(main(sys.argv[1:]))"]
+HEIRLINE = [
+    sys.executable,
+    "-c",
+    "import sys; from heirline.adapters.cli import main; sys.exit(main(sys.argv[1:]))",
+]
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
 
 
@@ -120,7 +123,7 @@ def test_a_second_ctrl_c_still_exits_130_without_a_traceback() -> None:
 
 
 def _line(proc: subprocess.Popen[str], doc: dict[str, Any]) -> dict[str, Any]:
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
     proc.stdin.write(json.dumps(doc) + "\n")
     proc.stdin.flush()
     answer: dict[str, Any] = json.loads(_read_until(proc, "}", timeout=30)[-1])
@@ -354,7 +357,7 @@ def test_late_facts_are_answered_as_late_and_change_nothing() -> None:
 def test_without_the_late_facts_the_timeline_has_no_late_entry() -> None:
     """The check above could fail: the late entries come from the late steps alone."""
     text = (EXAMPLES / "late-facts.toml").read_text("utf-8")
-    cut = text.split("[[steps]]\nafter = 10\naction = \"late_ack\"", 1)[0]
+    cut = text.split('[[steps]]\nafter = 10\naction = "late_ack"', 1)[0]
     cut += text[text.index("[expect.r1]") :]
     result = run_fake(parse_scenario(cut, "cut.toml"))
     assert result.ok
@@ -388,7 +391,11 @@ account = "default"
             "latency[0].boot_ms",
             "",
         ),
-        ('[[steps]]\naction = "late_close"\naccount = "default"\n', "steps[1].generation", "missing"),
+        (
+            '[[steps]]\naction = "late_close"\naccount = "default"\n',
+            "steps[1].generation",
+            "missing",
+        ),
     ],
 )
 def test_bad_latency_tables_and_late_steps_are_named(extra: str, where: str, message: str) -> None:
