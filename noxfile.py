@@ -42,8 +42,9 @@ def tests(session: nox.Session) -> None:
     """The suite on each CPython; on the oldest also coverage >= 90 % and the explorer."""
     # neonize: tests/test_neonize.py runs the adapter against neonize's own client. It skips
     # itself where the extra is missing; here that would be a false green, so import it first.
-    _install(session, "[test,neonize,cli]")
-    session.run("python", "-c", "import heirline.adapters.neonize")
+    # plot: the same for `heirline simulate --plot` (tests/test_simulate.py) and matplotlib.
+    _install(session, "[test,neonize,cli,plot]")
+    session.run("python", "-c", "import heirline.adapters.neonize, matplotlib")
     oldest = [
         "--cov=heirline.core",
         "--cov=heirline.adapters",
@@ -68,7 +69,8 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the installed package, the tests and the example programs."""
-    _install(session, "[dev,neonize]")  # heirline.adapters.neonize is typed against neonize
+    # typed against each optional library: neonize, rich (the cli extra), matplotlib (plot)
+    _install(session, "[dev,neonize,cli,plot]")
     session.run("mypy", "--strict", "-p", "heirline.core", "-p", "heirline.adapters")
     session.run("mypy", "--strict", "tests", "noxfile.py", "docs/neonize_echo.py")
 
@@ -130,6 +132,45 @@ def bench_million(session: nox.Session) -> None:
     _install(session)
     args = ["--write", "docs/performance-million.md", "--accounts", "1000000", "engine"]
     session.run("python", "bench/run.py", *(session.posargs or args))
+
+
+#: The big fleet runs of `nox -s simulate` (docs/simulate.md): profile, accounts, days.
+SIMULATIONS = (("quiet", 1_000_000, 1), ("incident", 100_000, 1), ("relink", 100_000, 1))
+#: Each big run stops (and fails) after this much wall time.
+SIMULATE_MAX_WALL_S = 3600
+
+
+@nox.session(python=PYTHON)
+def simulate(session: nox.Session) -> None:
+    """The big fleet runs: a million accounts for a day, then 100k for a day (bounded in time).
+
+    `nox -s simulate -- --json` passes extra flags to every run.
+    """
+    _install(session)
+    for profile, accounts, days in SIMULATIONS:
+        session.run(
+            "heirline",
+            "simulate",
+            "--profile",
+            f"examples/profiles/{profile}.toml",
+            "--accounts",
+            str(accounts),
+            "--days",
+            str(days),
+            "--max-wall",
+            str(SIMULATE_MAX_WALL_S),
+            *session.posargs,
+        )
+
+
+@nox.session(python=PYTHON)
+def crash(session: nox.Session) -> None:
+    """The long crash test: a journaled server SIGKILLed a few hundred times (bounded in time)."""
+    _install(session, "[test]")
+    # -s: the test prints its counts (kills, replies, outcomes, lost, duplicates, identity)
+    session.run(
+        "pytest", "-m", "crash", "-v", "-s", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"}
+    )
 
 
 @nox.session(python=PYTHON)

@@ -15,6 +15,11 @@ real time and real sockets:
 * :meth:`AsyncGateway.aclose` shuts the engine down (every open reply ends
   exactly once: failed before I/O, unknown after), closes every socket,
   cancels every timer and awaits every task, so nothing leaks.
+
+With ``journal=FILE`` (``docs/durability.md``) the gateway is durable: ``start``
+restores the journal (engine time resumes at the journal's clock), every step is
+written before its effects are carried out, and ``aclose(end_replies=False)``
+stops without ending anything, leaving the open replies to the next start.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ import logging
 import math
 import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from pathlib import Path
 from typing import Any, Final, Self
 
 from heirline.adapters.authdir import AuthDir
+from heirline.adapters.durable import Durable, Restored, journaled
 from heirline.adapters.gateway import GatewayBase
 from heirline.adapters.script import At, ScriptTimeout, Until
 from heirline.adapters.transport import ChannelTransport, Transport, TransportCallbacks
-from heirline.core.effects import Transmit
+from heirline.core.effects import Effect, Transmit
 from heirline.core.engine import EngineConfig
-from heirline.core.events import TimerFired
+from heirline.core.events import Event, TimerFired
 from heirline.core.identity import LidMapping
+from heirline.core.journal import JournalError
 from heirline.core.timers import Timer
 
 __all__ = ["LOOP_RESOLUTION_MS", "MAX_SPEED", "MIN_SPEED", "AsyncGateway", "speed_problem"]
@@ -71,6 +79,12 @@ class AsyncGateway(GatewayBase):
 
     ``transport_factory`` receives the gateway (its callbacks) and returns the
     :class:`Transport`; :meth:`over_channel` builds one for the loopback server.
+
+    ``journal`` (a file path) makes it durable: the engine records its changes
+    (``EngineConfig.journal`` is forced on), :meth:`start` restores what the file
+    holds, and each step is written (``durability``: ``"process"`` or ``"power"``)
+    before its effects are carried out. A write that fails stops the gateway
+    taking events (:attr:`journal_failure`): its engine is ahead of its journal.
     """
 
     def __init__(
@@ -85,10 +99,14 @@ class AsyncGateway(GatewayBase):
         boot_ms: int = 0,
         speed: float | int = 1.0,
         shutdown_timeout: float = 5.0,
+        journal: str | Path | None = None,
+        durability: str = "process",
     ) -> None:
         problem = speed_problem(speed)
         if problem is not None:
             raise ValueError(f"speed {problem}")
+        if journal is not None:
+            config = journaled(config)
         super().__init__(
             config,
             random=random,
@@ -111,6 +129,13 @@ class AsyncGateway(GatewayBase):
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._closing = False
         self.closed = False
+        self._journal_path = journal
+        self._durability = durability
+        #: What :meth:`start` brought back from the journal (None without one).
+        self.restored: Restored | None = None
+        #: Why the journal could not be written (the gateway then takes no more events).
+        self.journal_failure: JournalError | None = None
+        self._detached = False
 
     @classmethod
     def over_channel(cls, port: int, config: EngineConfig | None = None, **kwargs: Any) -> Self:
@@ -138,12 +163,35 @@ class AsyncGateway(GatewayBase):
         await self.aclose()
 
     async def start(self) -> None:
-        """Bind to the running loop; engine time 0 is now."""
+        """Bind to the running loop; engine time 0 is now (with a journal: the journal's time).
+
+        With a journal, the file is opened and restored first (a
+        :class:`~heirline.core.journal.JournalError` if it cannot be used); the
+        restore's effects (deadline timers, outcomes of replies that end now) are
+        carried out. Time the process was down does not count: engine time goes on
+        from the journal's clock (``docs/durability.md``).
+        """
         if self._loop is not None:
             raise RuntimeError("gateway already started")
+        restored: Restored | None = None
+        effects: list[Effect] = []
+        if self._journal_path is not None:
+            durable = Durable.open(self._journal_path, self.engine.config, self._durability)
+            try:
+                restored, effects = durable.restore(self.engine)
+            except JournalError:
+                durable.close()
+                raise
+            self.durable = durable
+            self.restored = restored
         self._loop = asyncio.get_running_loop()
-        self._t0 = self._loop.time()
+        resumed = restored.now or 0 if restored is not None else 0
+        self._t0 = self._loop.time() - resumed / 1000 / self.speed
+        self._last_ms = resumed
         self._transport = self._factory(self)
+        for effect in effects:
+            self._carry_out(effect, resumed)
+        self._changed()
 
     @property
     def transport(self) -> Transport:
@@ -166,16 +214,23 @@ class AsyncGateway(GatewayBase):
         """Sockets ``(account, attempt)`` whose controller is still booting (not opened yet)."""
         return frozenset(self._boots)
 
-    async def aclose(self, reason: str = "gateway shutdown") -> None:
+    async def aclose(self, reason: str = "gateway shutdown", *, end_replies: bool = True) -> None:
         """Shut the engine down, close every socket, cancel timers, await every task.
 
         The engine's ``Shutdown`` ends every open reply exactly once (failed if
         no I/O started, unknown if it may have) and stops every controller.
+        With a journal and ``end_replies=False`` nothing ends: the engine takes no
+        more events (the sockets' closes are not reported to it), so the journal
+        keeps every open reply as it was, for the next start -- as after a crash.
         """
         if self.closed or self._loop is None:
             self.closed = True
+            self._close_journal()
             return
-        self.shutdown(reason)
+        if end_replies or self.durable is None:
+            self.shutdown(reason)
+        else:
+            self._detached = True
         self._closing = True
         for handle in [*self._timers.values(), *self._boots.values()]:
             handle.cancel()
@@ -195,6 +250,26 @@ class AsyncGateway(GatewayBase):
                 future.cancel()
         self._waiters.clear()
         self.closed = True
+        self._close_journal()
+
+    def _close_journal(self) -> None:
+        if self.durable is not None:
+            self.durable.close()
+
+    # ------------------------------------------------------------ the journal
+
+    def feed(self, event: Event) -> None:
+        """Report one fact (see :meth:`GatewayBase.feed`); a journal write failure stops it."""
+        try:
+            super().feed(event)
+        except JournalError as err:
+            self.journal_failure = err
+            _log.error("journal write failed; the gateway takes no more events: %s", err)
+            self.note(f"journal write failed: {err}")
+            self._queue.clear()
+
+    def _accepting(self) -> bool:
+        return super()._accepting() and self.journal_failure is None and not self._detached
 
     async def _drain_tasks(self) -> None:
         if not self._tasks:

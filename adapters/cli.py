@@ -110,9 +110,20 @@ def _add_run(sub: Subparsers) -> None:
     add_run_parser(sub)
 
 
+def _add_simulate(sub: Subparsers) -> None:
+    from heirline.adapters.simulate.cli import add_simulate_parser
+
+    add_simulate_parser(sub)
+
+
 # --------------------------------------------------------------------------- table
 
-SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (_add_demo, _add_run, _add_serve)
+SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_demo,
+    _add_run,
+    _add_serve,
+    _add_simulate,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from heirline.adapters.authdir import AuthDir, AuthDirError, read_auth_dir
+from heirline.adapters.durable import Durable
 from heirline.core.effects import (
     CancelTimer,
     CloseSocket,
@@ -137,6 +138,8 @@ class GatewayBase:
         #: Open sockets: (account, attempt) -> generation.
         self.sockets: dict[tuple[str, int], int] = {}
         self._queue: deque[Event] = deque()
+        #: The journal every step is written to before its effects are carried out (None: none).
+        self.durable: Durable | None = None
         self._draining = False
         self._flight: dict[tuple[str, int, str], deque[str]] = {}
 
@@ -195,7 +198,10 @@ class GatewayBase:
             while self._queue and self._accepting():
                 ev = self._queue.popleft()
                 now = self.now_ms()
-                for effect in self.engine.handle(ev, now):
+                effects = self.engine.handle(ev, now)
+                if self.durable is not None:
+                    self.durable.commit(self.engine)  # on disk before anything is carried out
+                for effect in effects:
                     self._carry_out(effect, now)
         finally:
             self._draining = False

@@ -90,6 +90,25 @@ def schemas() -> dict[str, dict[str, JsonValue]]:
                             "protocol": {"const": PROTOCOL},
                             "heirline": {"type": "string", "description": "server version"},
                             "clock": {"enum": list(CLOCKS)},
+                            "restored": _object(
+                                {
+                                    "accounts": {"type": "integer", "minimum": 0},
+                                    "replies": {"type": "integer", "minimum": 0},
+                                    "ended": {"type": "integer", "minimum": 0},
+                                    "now": {"type": ["integer", "null"], "minimum": 0},
+                                },
+                                ["accounts", "replies", "ended", "now"],
+                                "Only with serve --journal: what the journal brought back "
+                                "(accounts, replies still open, replies that ended at the "
+                                "restore, the journal's clock); see docs/durability.md.",
+                            ),
+                            "effects": {
+                                "type": "array",
+                                "items": {"oneOf": effect_refs},
+                                "description": "only with serve --journal: the restore's "
+                                "effects (deadline timers of open replies, outcomes of replies "
+                                "that end now)",
+                            },
                         },
                         ["protocol", "heirline", "clock"],
                         "The protocol this session speaks.",

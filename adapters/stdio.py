@@ -19,6 +19,11 @@ engine itself raises (a bug) does the session stop serving: it answers that line
 ``internal_error`` and every later one ``engine_broken``, since the engine may be
 half-updated. EOF ends it: the last line above, a one-line summary on stderr, exit
 status 0 (1 if the engine broke).
+
+With ``--journal FILE`` (``docs/durability.md``) the session is durable: the hello
+opens the journal and restores it (the answer says what came back), every
+accepted event's changes are written before its answer goes out, and EOF ends
+nothing -- open replies wait in the journal for the next session.
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
 from heirline.adapters.config import CONFIG, SECTIONS
 from heirline.adapters.config import build_config as shared_build_config
+from heirline.adapters.durable import DURABILITY, Durable, Restored, journaled
 from heirline.adapters.jsonio import JsonError, dumps_line, loads
 from heirline.core import __version__
 from heirline.core.codec import Describe, Record, SchemaNote, shape_of
@@ -42,6 +49,7 @@ from heirline.core.engine import Engine, EngineConfig
 from heirline.core.errors import HeirlineError, ValidationError, WireError
 from heirline.core.events import EVENT_TYPES, Event, Shutdown
 from heirline.core.identity import LidMapping
+from heirline.core.journal import JournalError
 from heirline.core.wire import MAX_WIRE_INT, JsonValue, decode_event, encode
 
 if __name__ == "__main__":  # pragma: no cover - tests/test_stdio.py runs it in a subprocess
@@ -93,6 +101,7 @@ ERROR_CODES: Final = (
     "bad_event",
     "internal_error",
     "engine_broken",
+    "journal_error",
 )
 
 
@@ -180,12 +189,25 @@ class Session:
     an arbitrary origin; the session subtracts its value at the hello).
     """
 
-    def __init__(self, *, monotonic_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        monotonic_ms: Callable[[], int] | None = None,
+        journal: str | None = None,
+        durability: str = "process",
+    ) -> None:
         self._monotonic_ms = monotonic_ms or (lambda: time.monotonic_ns() // 1_000_000)
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, got {durability!r}")
+        self.journal_path = journal
+        """The journal file (``--journal``), opened at the hello; None: nothing is durable."""
+        self.durability = durability
+        self.durable: Durable | None = None
         self.engine: Engine | None = None
         self.clock = "host"
         self._origin = 0
         self._last_now: int | None = None
+        self._journal_now = False  # _last_now is the journal's clock, not this session's
         self.broken: str | None = None
         """Why the session stopped serving (the engine raised), or None while it serves."""
         self.lines = 0
@@ -197,7 +219,7 @@ class Session:
 
     def _error(self, rid: object, code: str, message: str) -> bytes:
         self.errors += 1
-        if self.broken is not None and code != "internal_error":
+        if self.broken is not None and code not in ("internal_error", "journal_error"):
             code, message = "engine_broken", self.broken
         # An error line must always go out: a message that is not valid UTF-8 is escaped.
         text = message.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -289,11 +311,39 @@ class Session:
         except HeirlineError as err:
             raise ProtocolError("bad_hello", f"hello.mapping: {err}") from err
         seed, clock = hello.seed, hello.clock
-        self.engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
+        if self.journal_path is not None:
+            config = journaled(config)
+        engine = Engine(config, random=random.Random(seed).random, mapping=mapping)
+        answer: dict[str, object] = {"protocol": PROTOCOL, "heirline": version(), "clock": clock}
+        resumed = 0
+        if self.journal_path is not None:
+            restored, effects = self._open_journal(engine, config)
+            answer["restored"] = restored.to_json()
+            answer["effects"] = [encode(e) for e in effects]
+            resumed = restored.now or 0
+            if restored.now is not None and clock == "host":
+                self._last_now = restored.now
+                self._journal_now = True
+        self.engine = engine
         self.clock = clock
-        self._origin = self._monotonic_ms()
-        answer = {"hello": {"protocol": PROTOCOL, "heirline": version(), "clock": clock}}
-        return dumps_line(answer)
+        # monotonic: engine time resumes where the journal stopped (downtime does not count)
+        self._origin = self._monotonic_ms() - resumed
+        return dumps_line({"hello": answer})
+
+    def _open_journal(self, engine: Engine, config: EngineConfig) -> tuple[Restored, list[Effect]]:
+        """Open the ``--journal`` file and restore ``engine`` from it (``journal_error``)."""
+        assert self.journal_path is not None
+        try:
+            durable = Durable.open(self.journal_path, config, self.durability)
+        except JournalError as err:
+            raise ProtocolError("journal_error", f"hello: {err}") from err
+        try:
+            restored, effects = durable.restore(engine)
+        except JournalError as err:
+            durable.close()
+            raise ProtocolError("journal_error", f"hello: {err}") from err
+        self.durable = durable
+        return restored, effects
 
     def _event(self, msg: dict[str, object], engine: Engine) -> bytes:
         if len(msg) > 3 or not ENVELOPE_KEYS.issuperset(msg):
@@ -324,6 +374,12 @@ class Session:
             now = raw
         last = self._last_now
         if last is not None and now < last:
+            if self._journal_now:
+                raise ProtocolError(
+                    "now_backwards",
+                    f"now: {now} is before the journal's last now {last}: time must go on "
+                    "across restarts (pass a clock that does, e.g. wall-clock ms)",
+                )
             raise ProtocolError("now_backwards", f"now: {now} is before the previous now {last}")
         data = msg.get("event")
         if type(data) is not dict:
@@ -352,10 +408,20 @@ class Session:
         """Hand one decoded event to the engine and encode its answer."""
         effects = engine.handle(event, now)
         self.events += 1
+        if self.durable is not None:  # on disk before the host may act on it
+            try:
+                self.durable.commit(engine)
+            except JournalError as err:
+                self.broken = (
+                    f"the journal failed on line {self.lines} ({err}); this session answers "
+                    "nothing more: restart the server on the journal"
+                )
+                return self._error(rid, "journal_error", str(err))
         rejected = sum(type(effect) is Rejected for effect in effects)
         self.rejected += rejected
         if not rejected:  # a rejected event changed nothing, so it does not move the clock either
             self._last_now = now
+            self._journal_now = False
         body: dict[str, object] = {"id": rid, "effects": [encode(e) for e in effects]}
         if self.clock == "monotonic":
             body["now"] = now
@@ -367,13 +433,21 @@ class Session:
         """End of input: shut the engine down and return the last line, or ``b""``.
 
         Unless there is no engine (no valid hello), the host already shut it down (a
-        ``shutdown`` event), or it broke, the engine gets ``Shutdown("end of input")``
+        ``shutdown`` event), or it broke, the engine gets ``Shutdown(reason)`` ("end of
+        input", or "interrupted" on Ctrl-C)
         at the last accepted ``now`` (with ``clock: monotonic``, the server's time) and
         the line ``{"id": null, "shutdown": true, "effects": [...]}`` tells the host how
         every open reply ended. Never raises; an engine that raises here breaks the
         session and the line carries an ``internal_error`` instead of effects.
+
+        With a journal, EOF ends nothing and writes no line: every open reply stays
+        in the journal for the next session (a host that wants them ended sends
+        ``shutdown`` first).
         """
         engine = self.engine
+        if self.durable is not None:
+            self.durable.close()
+            return b""
         if engine is None or self.broken is not None or engine.shut_down:
             return b""
         last = self._last_now if self._last_now is not None else 0
@@ -570,6 +644,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="speak the JSON-lines protocol on stdin/stdout (the only transport so far)",
     )
+    parser.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="keep the engine's durable state in this SQLite file (created if missing): "
+        "replies survive a crash and the next session carries on (docs/durability.md)",
+    )
+    parser.add_argument(
+        "--durability",
+        choices=DURABILITY,
+        default=None,
+        help="with --journal: 'process' (default) survives the process being killed, "
+        "'power' also a power loss (an fsync per event)",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -577,7 +664,27 @@ def run_serve(args: argparse.Namespace) -> int:
     if not args.stdio:
         print("heirline serve: pass --stdio (the only transport so far)", file=sys.stderr)
         return 2
-    return _serve_stdio()
+    problem = journal_problem(args.journal, args.durability)
+    if problem is not None:
+        print(f"heirline serve: {problem}", file=sys.stderr)
+        return 2
+    session = Session(journal=args.journal, durability=args.durability or "process")
+    return _serve_stdio(session)
+
+
+def journal_problem(journal: str | None, durability: str | None) -> str | None:
+    """What is wrong with ``--journal`` / ``--durability`` before any line is read; None if fine.
+
+    The file itself is checked at the hello (it must fit the hello's config).
+    """
+    if journal is None:
+        return None if durability is None else "--durability needs --journal FILE"
+    path = Path(journal)
+    if path.is_dir():
+        return f"--journal {journal}: is a directory, not a file"
+    if not path.parent.is_dir():
+        return f"--journal {journal}: directory {path.parent} does not exist"
+    return None
 
 
 class _SigintWhileReading:
@@ -626,15 +733,17 @@ class _GuardedReader:
         return self._sigint.read(self._stream, size)
 
 
-def _serve_stdio() -> int:
+def _serve_stdio(session: Session) -> int:
     """``serve`` on this process's stdin/stdout; Ctrl-C ends it as EOF does, exit 130."""
     with _SigintWhileReading() as sigint:
         stdin = _GuardedReader(sys.stdin.buffer, sigint)
-        return serve(stdin, sys.stdout.buffer, sys.stderr)
+        return serve(stdin, sys.stdout.buffer, sys.stderr, session=session)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m heirline.adapters.stdio``: the same as ``heirline serve --stdio``."""
     parser = argparse.ArgumentParser(prog="python -m heirline.adapters.stdio", description=__doc__)
-    parser.parse_args(argv)
-    return _serve_stdio()
+    _serve_arguments(parser)
+    args = parser.parse_args(argv)
+    args.stdio = True
+    return run_serve(args)

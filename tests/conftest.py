@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from beartype import BeartypeConf
 from beartype.claw import beartype_package
 
@@ -35,3 +36,14 @@ def pytest_report_header() -> str:
     current = settings()
     seed = "derandomized (fixed seed)" if current.derandomize else "random (see failure blob)"
     return f"hypothesis profile: {PROFILE}, max_examples={current.max_examples}, seed: {seed}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long crash test runs only when asked for by name (``-m crash``, ``nox -s crash``):
+    a plain ``-m "not soak"`` run keeps its short version only."""
+    if "crash" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="the long crash test: run it with -m crash (nox -s crash)")
+    for item in items:
+        if "crash" in item.keywords:
+            item.add_marker(skip)

@@ -197,6 +197,10 @@ export interface ServerHello {
   protocol: 2;
   heirline: string;
   clock: Clock;
+  /** Only with `serve --journal`: what the journal brought back (docs/durability.md). */
+  restored?: { accounts: number; replies: number; ended: number; now: number | null };
+  /** Only with `serve --journal`: the restore's effects (deadline timers, outcomes). */
+  effects?: Effect[];
 }
 
 /** The server's last line at end of input (docs/protocol/end.json). */

@@ -1,0 +1,1 @@
+"""``heirline simulate``: a fleet on virtual time, driven through the real engine."""
