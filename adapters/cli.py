@@ -8,6 +8,7 @@ then list it in :data:`SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -137,10 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
+    """Run one command; Ctrl-C ends it quietly with :data:`EXIT_INTERRUPTED`.
+
+    A command interrupted while it runs has already shut its engine down (every
+    open reply ended, and said how) and closed its sockets when this sees it.
+    """
+    command = "heirline"
+    try:
+        args = build_parser().parse_args(argv)
+        command += f" {args.command}"
+        handler: Handler = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting already: a second one waits
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
