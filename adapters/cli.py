@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -155,8 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args)
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # exiting already: a second one waits
-        print(f"{command}: interrupted", file=sys.stderr)
+        # Exiting already: a second Ctrl-C waits for this line, then the caller's handler is
+        # back (main() may be embedded in a longer-lived process; only the main thread may).
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            print(f"{command}: interrupted", file=sys.stderr)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         return EXIT_INTERRUPTED
 
 

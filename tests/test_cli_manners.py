@@ -403,3 +403,30 @@ def test_bad_latency_tables_and_late_steps_are_named(extra: str, where: str, mes
         parse_scenario(TINY + extra, "bad.toml")
     assert exc.value.where.startswith(where), exc.value
     assert message in exc.value.message
+
+
+def test_main_gives_the_callers_sigint_handler_back_after_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An embedder that calls ``main()`` keeps its own Ctrl-C handling afterwards."""
+    import argparse
+
+    from heirline.adapters import cli
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    parser = argparse.ArgumentParser(prog="heirline")
+    parser.set_defaults(command="demo", handler=interrupted)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        assert cli.main([]) == cli.EXIT_INTERRUPTED
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert capsys.readouterr().err == "heirline demo: interrupted\n"
