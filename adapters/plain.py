@@ -8,6 +8,7 @@ classes (``Console.print``, ``Table.add_column`` / ``add_row``, ``Text`` with
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from typing import IO
 
@@ -95,3 +96,4 @@ class Console:
             ]
         for line in lines:
             print(line, file=self.file)
+        (self.file or sys.stdout).flush()  # a timeline streams: each line out when printed

@@ -39,7 +39,7 @@ EXAMPLES = ROOT / "examples"
 HEIRLINE = [
     sys.executable,
     "-c",
-    "import sys; from heirline.adapters.cli import main; sys.exit(main(sys.argv[1:]))",
+    "from heirline.adapters.cli import run; run()",  # what the installed `heirline` runs
 ]
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
 
@@ -92,15 +92,25 @@ def _interrupt(proc: subprocess.Popen[str], times: int = 1) -> tuple[int, str, s
     return proc.returncode, out, err
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ("demo", "--no-color", "--speed", "2"),
-        ("run", "--real", "--speed", "2", "--no-color", str(EXAMPLES / "incident.toml")),
-    ],
-    ids=["demo", "run --real"],
-)
-def test_ctrl_c_ends_the_reply_as_a_shutdown_and_exits_130(argv: tuple[str, ...]) -> None:
+@pytest.fixture(scope="module")
+def slow_incident(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The incident with g2 booting 30 s late: r1 is open whenever Ctrl-C lands."""
+    path = tmp_path_factory.mktemp("slow") / "incident.toml"
+    text = (EXAMPLES / "incident.toml").read_text(encoding="utf-8")
+    latency = '[[latency]]\naccount = "default"\ngeneration = 2\nboot_ms = 30000\n\n'
+    path.write_text(text.replace("[[steps]]", latency + "[[steps]]", 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["demo", "run --real"])
+def test_ctrl_c_ends_the_reply_as_a_shutdown_and_exits_130(
+    command: str, slow_incident: Path
+) -> None:
+    argv = (
+        ("demo", "--no-color", "--speed", "1")  # real time: r1 waits 1.5 s for g2
+        if command == "demo"
+        else ("run", "--real", "--speed", "1", "--no-color", str(slow_incident))
+    )
     proc = _start(*argv)
     seen = _read_until(proc, "reply r1 captured")
     assert proc.poll() is None  # the timeline streams: this line came while the act runs
