@@ -361,12 +361,13 @@ class AsyncGateway(GatewayBase):
     def _boot(self, account: str, generation: int, attempt: int) -> None:
         if self._closing:
             return
-        if self.boot_ms == 0:
+        delay = self.boot_delay(account, generation)
+        if delay == 0:
             self._booted(account, generation, attempt)
             return
         assert self._loop is not None
         self._boots[(account, attempt)] = self._loop.call_at(
-            self.loop_time(self.now_ms() + self.boot_ms),
+            self.loop_time(self.now_ms() + delay),
             self._boot_due,
             account,
             generation,

@@ -8,9 +8,11 @@ then list it in :data:`SUBCOMMANDS`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from heirline.core import __version__
 
@@ -137,11 +139,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
-    return handler(args)
+    """Run one command; Ctrl-C ends it quietly with :data:`EXIT_INTERRUPTED`.
+
+    A command interrupted while it runs has already shut its engine down (every
+    open reply ended, and said how) and closed its sockets when this sees it.
+    The caller's SIGINT handler is in place again when this returns (``main``
+    may be embedded in a longer-lived process); the ``heirline`` program is
+    :func:`run`.
+    """
+    return _main(argv, keep_ignoring=False)
+
+
+def run() -> NoReturn:
+    """The ``heirline`` program: :func:`main`, then exit with its status.
+
+    After a Ctrl-C, a second one is ignored until the process is gone: Python
+    puts SIGINT's default action back while it finalizes, and a signal then
+    would kill the process (status -2) instead of letting it exit 130.
+    """
+    sys.exit(_main(sys.argv[1:], keep_ignoring=True))
+
+
+def _main(argv: Sequence[str] | None, *, keep_ignoring: bool) -> int:
+    command = "heirline"
+    try:
+        args = build_parser().parse_args(argv)
+        command += f" {args.command}"
+        handler: Handler = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        # Exiting already: a second Ctrl-C waits for this line (only the main thread may).
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            print(f"{command}: interrupted", file=sys.stderr)
+        finally:
+            if previous is not None and not keep_ignoring:
+                signal.signal(signal.SIGINT, previous)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

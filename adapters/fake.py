@@ -326,6 +326,8 @@ class FakeGateway(GatewayBase):
         self.channel = channel if channel is not None else FakeChannel()
         self.channel.attach(self)
         self.connect_ms = connect_ms
+        #: ``connect_ms`` of one generation, ``(account, generation) -> ms``.
+        self.connect_ms_of: dict[tuple[str, int], int] = {}
         self.ack_ms = ack_ms
         self.keepalive_ms = keepalive_ms
         self._acks: dict[tuple[str, int], list[tuple[str, Hashable]]] = {}
@@ -365,14 +367,14 @@ class FakeGateway(GatewayBase):
 
     def _boot(self, account: str, generation: int, attempt: int) -> None:
         self.scheduler.call_at(
-            self.now_ms() + self.boot_ms,
+            self.now_ms() + self.boot_delay(account, generation),
             partial(self._booted, account, generation, attempt),
             key=("boot", account, attempt),
         )
 
     def _open(self, account: str, generation: int, attempt: int) -> None:
         self.scheduler.call_at(
-            self.now_ms() + self.connect_ms,
+            self.now_ms() + self.connect_ms_of.get((account, generation), self.connect_ms),
             partial(self._connect, account, generation, attempt),
             key=("connect", account, attempt),
         )

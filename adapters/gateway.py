@@ -123,6 +123,14 @@ class GatewayBase:
         self._fed: set[tuple[str, str]] = set()
         self.boot_ms = boot_ms
         self.timeline: list[TimelineEntry] = []
+        #: Called with each timeline entry as it is recorded (a CLI streams them).
+        self.on_entry: Callable[[TimelineEntry], None] | None = None
+        #: ``boot_ms`` of one generation, ``(account, generation) -> ms`` (else ``boot_ms``).
+        self.boot_ms_of: dict[tuple[str, int], int] = {}
+        #: The identity each socket opened as: (account, attempt) -> (pn, lid, e164).
+        self.opened_as: dict[tuple[str, int], tuple[str | None, str | None, str | None]] = {}
+        #: The latest socket each generation was given: (account, generation) -> attempt.
+        self.last_attempt: dict[tuple[str, int], int] = {}
         self.outcomes: dict[str, ReplyOutcome] = {}
         self.transmissions: list[Transmit] = []
         self.rejections: list[Rejected] = []
@@ -159,6 +167,15 @@ class GatewayBase:
 
     def _transmit(self, effect: Transmit) -> None:
         raise NotImplementedError
+
+    def boot_delay(self, account: str, generation: int) -> int:
+        """How long the generation's controller boots: its own ``boot_ms``, else the default."""
+        return self.boot_ms_of.get((account, generation), self.boot_ms)
+
+    def _record(self, entry: TimelineEntry) -> None:
+        self.timeline.append(entry)
+        if self.on_entry is not None:
+            self.on_entry(entry)
 
     def _changed(self) -> None:
         """Hook: the engine handled a batch of events (runtimes wake their waiters)."""
@@ -200,9 +217,7 @@ class GatewayBase:
         self, message: str, *, account: str | None = None, generation: int | None = None
     ) -> None:
         """Add a scenario or channel note to the timeline (not an engine decision)."""
-        self.timeline.append(
-            TimelineEntry(self.now_ms(), "note", "note", message, account, generation)
-        )
+        self._record(TimelineEntry(self.now_ms(), "note", "note", message, account, generation))
 
     def current_socket(self, account: str) -> tuple[int, int] | None:
         """``(generation, attempt)`` of the account's open socket, newest first; ``None``."""
@@ -232,7 +247,7 @@ class GatewayBase:
 
     def _carry_out(self, effect: Effect, now: int) -> None:
         if isinstance(effect, Log):
-            self.timeline.append(
+            self._record(
                 TimelineEntry(
                     now,
                     effect.level,
@@ -248,6 +263,7 @@ class GatewayBase:
         elif isinstance(effect, CancelTimer):
             self._cancel_timer(effect.timer)
         elif isinstance(effect, OpenSocket):
+            self.last_attempt[(effect.account, effect.generation)] = effect.attempt
             self._boot(effect.account, effect.generation, effect.attempt)
         elif isinstance(effect, CloseSocket):
             self._close(effect.account, effect.generation, effect.attempt, effect.status)
@@ -255,7 +271,7 @@ class GatewayBase:
             self.transmissions.append(effect)
             key = (effect.account, effect.attempt, effect.message_id)
             self._flight.setdefault(key, deque()).append(effect.reply_id)
-            self.timeline.append(
+            self._record(
                 TimelineEntry(
                     now,
                     "info",
@@ -287,11 +303,11 @@ class GatewayBase:
                 del self.current[effect.account]
         elif isinstance(effect, Rejected):
             self.rejections.append(effect)
-            self.timeline.append(TimelineEntry(now, "error", effect.code, effect.message))
+            self._record(TimelineEntry(now, "error", effect.code, effect.message))
 
     def _ended(self, outcome: ReplyOutcome) -> None:
         self.outcomes[outcome.reply_id] = outcome
-        self.timeline.append(
+        self._record(
             TimelineEntry(
                 outcome.at_ms,
                 "info" if outcome.outcome == "delivered" else "warning",
@@ -313,9 +329,7 @@ class GatewayBase:
         try:
             auth = source if isinstance(source, AuthDir) else read_auth_dir(source)
         except AuthDirError as exc:  # the controller connects without it: identity fails closed
-            self.timeline.append(
-                TimelineEntry(self.now_ms(), "error", "auth_dir", str(exc), account)
-            )
+            self._record(TimelineEntry(self.now_ms(), "error", "auth_dir", str(exc), account))
             return
         pairs = list(auth.mapping.pairs)
         me = auth.resolved_identity
@@ -354,6 +368,7 @@ class GatewayBase:
         e164: str | None,
     ) -> None:
         self.sockets[(account, attempt)] = generation
+        self.opened_as[(account, attempt)] = (pn, lid, e164)
         self.feed(
             SocketOpened(
                 account=account, generation=generation, attempt=attempt, pn=pn, lid=lid, e164=e164

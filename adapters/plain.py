@@ -3,11 +3,13 @@
 ``rich`` is an optional extra (``heirline[cli]``): without it, ``heirline demo``
 and ``heirline run`` print the same report without colours, through these
 classes (``Console.print``, ``Table.add_column`` / ``add_row``, ``Text`` with
-``append``). Styles are accepted and ignored.
+``append``). Styles are accepted and ignored; lines wrap at ``width`` (80).
 """
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from typing import IO
 
 __all__ = ["Console", "Table", "Text"]
@@ -27,7 +29,7 @@ class Text:
 
 
 class Table:
-    """A titled table printed as aligned columns."""
+    """A titled table printed as aligned columns, its widest cells wrapped to fit."""
 
     def __init__(self, title: str = "", title_justify: str = "left") -> None:
         self.title = title
@@ -40,21 +42,33 @@ class Table:
     def add_row(self, *cells: object) -> None:
         self.rows.append([str(cell) for cell in cells])
 
-    def lines(self) -> list[str]:
+    def lines(self, width: int = 80) -> list[str]:
         rows = [self.columns, *self.rows]
-        widths = [
-            max(len(row[i]) for row in rows if i < len(row)) for i in range(len(self.columns))
-        ]
+        n = len(self.columns)
+        widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(n)]
+        # Narrow the widest column, a column at a time, until the row fits (2 between).
+        while sum(widths) + 2 * (n - 1) > width and max(widths) > 8:
+            widths[widths.index(max(widths))] -= 1
         out = [self.title] if self.title else []
         for row in rows:
-            out.append(
-                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
-            )
+            cells = [
+                textwrap.wrap(cell, w, break_on_hyphens=False) or [""]
+                for cell, w in zip(row, widths, strict=False)
+            ]
+            for k in range(max(len(c) for c in cells)):
+                parts = [
+                    (c[k] if k < len(c) else "").ljust(w)
+                    for c, w in zip(cells, widths, strict=True)
+                ]
+                out.append("  ".join(parts).rstrip())
         return out
 
 
 class Console:
-    """Prints :class:`Text`, :class:`Table` or strings to ``file``; colour options are ignored."""
+    """Prints :class:`Text`, :class:`Table` or strings to ``file``, wrapped to ``width``.
+
+    Colour options are ignored.
+    """
 
     def __init__(
         self,
@@ -65,8 +79,21 @@ class Console:
         width: int | None = None,
     ) -> None:
         self.file = file
+        self.width = width or 80
 
     def print(self, item: object = "", overflow: str = "fold") -> None:
-        lines = item.lines() if isinstance(item, Table) else [str(item)]
+        if isinstance(item, Table):
+            lines = item.lines(self.width)
+        else:
+            lines = [
+                part
+                for line in str(item).splitlines() or [""]
+                for part in (
+                    [line]
+                    if len(line) <= self.width
+                    else textwrap.wrap(line, self.width, break_on_hyphens=False)
+                )
+            ]
         for line in lines:
             print(line, file=self.file)
+        (self.file or sys.stdout).flush()  # a timeline streams: each line out when printed

@@ -23,20 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, Final, get_args
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Final, TypeVar, get_args
 
 from heirline.adapters.aio import AsyncGateway, speed_problem
 from heirline.adapters.channel import ChannelServer
 from heirline.adapters.fake import FakeGateway
-from heirline.adapters.gateway import GatewayBase
+from heirline.adapters.gateway import GatewayBase, TimelineEntry
 from heirline.adapters.jsonio import dumps_pretty
 from heirline.adapters.ledger import Ledger
-from heirline.adapters.scenario_check import Check, ScenarioResult, check_result
+from heirline.adapters.scenario_check import Check, ScenarioResult, Sent, check_result
 from heirline.adapters.scenario_play import scenario_script
 from heirline.adapters.scenario_read import (
     ACTIONS,
@@ -56,8 +59,14 @@ from heirline.adapters.scenario_read import (
     parse_scenario,
     scenario_schema,
 )
-from heirline.adapters.scenario_render import Console, render
-from heirline.adapters.script import ScriptTimeout
+from heirline.adapters.scenario_render import (
+    Stream,
+    make_console,
+    render,
+    render_head,
+    render_tables,
+)
+from heirline.adapters.script import At, Script, ScriptTimeout, Until
 from heirline.core.effects import Transmit
 
 __all__ = [
@@ -80,6 +89,7 @@ __all__ = [
     "render",
     "run_command",
     "run_fake",
+    "run_interruptible",
     "run_real",
     "scenario_schema",
     "scenario_script",
@@ -102,6 +112,20 @@ def _finish(
         sc, runtime, dict(gw.outcomes), list(gw.timeline), len(gw.transmissions), ledger, error
     )
     result.transmitted = Counter(t.reply_id for t in gw.transmissions if isinstance(t, Transmit))
+    times = [e.at_ms for e in gw.timeline if e.code == "transmit"]  # one per Transmit, in order
+    result.sent = [
+        Sent(
+            at_ms,
+            t.reply_id,
+            t.account,
+            t.generation,
+            t.attempt,
+            t.message_id,
+            t.transmission,
+            gw.opened_as.get((t.account, t.attempt), (None, None, None)),
+        )
+        for at_ms, t in zip(times, gw.transmissions, strict=True)
+    ]
     for rejected in gw.rejections:
         result.checks.append(
             Check(f"engine accepted every input ({rejected.code})", False, rejected.message)
@@ -111,8 +135,22 @@ def _finish(
     return result
 
 
-def run_fake(sc: Scenario, *, seed: int | None = None) -> ScenarioResult:
-    """Play the scenario on virtual time (the fake runtime)."""
+OnEntry = Callable[[TimelineEntry], None]
+OnWait = Callable[[At | Until], None]
+
+
+def _announced(script: Script, on_wait: OnWait | None) -> Script:
+    """The script, telling ``on_wait`` each wait before it starts."""
+    for step in script:
+        if on_wait is not None:
+            on_wait(step)
+        yield step
+
+
+def run_fake(
+    sc: Scenario, *, seed: int | None = None, on_entry: OnEntry | None = None
+) -> ScenarioResult:
+    """Play the scenario on virtual time (the fake runtime); ``on_entry`` sees each entry."""
     started = time.monotonic()
     gw = FakeGateway(
         sc.config,
@@ -121,6 +159,10 @@ def run_fake(sc: Scenario, *, seed: int | None = None) -> ScenarioResult:
         connect_ms=sc.connect_ms,
         ack_ms=sc.ack_ms,
     )
+    gw.on_entry = on_entry
+    for lat in sc.latency:
+        if lat.connect_ms is not None:
+            gw.connect_ms_of[(lat.account, lat.generation)] = lat.connect_ms
     error = None
     try:
         gw.run(scenario_script(sc, gw, gw.channel))
@@ -130,11 +172,21 @@ def run_fake(sc: Scenario, *, seed: int | None = None) -> ScenarioResult:
 
 
 async def run_real(
-    sc: Scenario, *, seed: int | None = None, speed: float | None = None, port: int = 0
+    sc: Scenario,
+    *,
+    seed: int | None = None,
+    speed: float | None = None,
+    port: int = 0,
+    on_entry: OnEntry | None = None,
+    on_wait: OnWait | None = None,
 ) -> ScenarioResult:
     """Play the scenario on loopback sockets: a fresh reference server and an AsyncGateway.
 
     ``port`` is the server's (0: a free one); an ``OSError`` if it cannot listen there.
+    ``on_entry`` sees each timeline entry as it is recorded, ``on_wait`` each wait of
+    the script before it starts. Cancelled (Ctrl-C), it shuts the engine down as
+    ``aclose`` does, reason ``interrupted`` (every open reply ends, and ``on_entry``
+    sees how), closes every socket and the server, and re-raises.
     """
     started = time.monotonic()
     speed = sc.speed if speed is None else speed
@@ -155,14 +207,60 @@ async def run_real(
             boot_ms=sc.boot_ms,
             speed=speed,
         )
+        gw.on_entry = on_entry
         async with gw:
             try:
-                await gw.run(scenario_script(sc, gw, server))
+                await gw.run(_announced(scenario_script(sc, gw, server), on_wait))
             except ScriptTimeout as exc:
                 error = str(exc)
+            except asyncio.CancelledError:
+                await gw.aclose("interrupted")
+                raise
         return _finish(sc, "real", gw, server.ledger, error, started)
     finally:
         await server.stop()
+
+
+T = TypeVar("T")
+
+
+def run_interruptible(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` for a command: Ctrl-C cancels ``main``, a second one exits.
+
+    The first SIGINT cancels ``main`` (``run_real`` then shuts the engine down and
+    closes its sockets and server) and raises ``KeyboardInterrupt`` once it has;
+    a second SIGINT during that exits at once with status 130, output flushed.
+    """
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        interrupted = False
+
+        def second() -> None:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(130)
+
+        def first() -> None:
+            nonlocal interrupted
+            interrupted = True
+            loop.add_signal_handler(signal.SIGINT, second)
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, first)
+        try:
+            return await main
+        except asyncio.CancelledError:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(guarded())
 
 
 def add_run_parser(
@@ -220,27 +318,29 @@ def run_command(args: argparse.Namespace, *, out: Any = None, err: Any = None) -
         print(f"heirline run: --speed {problem}", file=err)
         return 2
     seed = getattr(args, "seed", None)
-    if getattr(args, "real", False):
+    real = getattr(args, "real", False)
+    console = None
+    stream = None
+    if not getattr(args, "json", False):
+        console = make_console(out, not getattr(args, "no_color", False), stdout=out is sys.stdout)
+        render_head(console, sc.name, "real" if real else "fake", sc.path, sc.description)
+        if not getattr(args, "quiet", False):
+            stream = Stream(console, sc.clock_base_ms)
+    on_entry = None if stream is None else stream.entry
+    if real:
         budget = sc.timeout_ms * (len(sc.steps) + 1) / 1000 / (speed or sc.speed) + 30
+        run = run_real(sc, seed=seed, speed=speed, on_entry=on_entry)
         try:
-            result = asyncio.run(asyncio.wait_for(run_real(sc, seed=seed, speed=speed), budget))
+            result = run_interruptible(asyncio.wait_for(run, budget))
         except (OSError, TimeoutError) as exc:
             print(f"heirline run: {sc.path}: could not run on loopback: {exc!r}", file=err)
             return 2
     else:
-        result = run_fake(sc, seed=seed)
-    if getattr(args, "json", False):
+        result = run_fake(sc, seed=seed, on_entry=on_entry)
+    if console is None:
         out.write(dumps_pretty(result.to_json()) + "\n")
     else:
-        color = not getattr(args, "no_color", False)
-        console = Console(
-            file=out,
-            no_color=not color,
-            color_system="auto" if color else None,
-            highlight=False,
-            width=None if out is sys.stdout else 120,
-        )
-        render(console, result, timeline=not getattr(args, "quiet", False))
+        render_tables(console, result)
     return 0 if result.ok else 1
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 from heirline.adapters.gateway import ReplyOutcome, TimelineEntry
 from heirline.adapters.ledger import Ledger
+from heirline.adapters.scenario_doc import clock_text
 from heirline.adapters.scenario_read import Scenario
 
-__all__ = ["Check", "ScenarioResult", "check_result"]
+__all__ = ["Check", "ScenarioResult", "Sent", "check_result"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,48 @@ class Check:
     name: str
     ok: bool
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One transmission, in order: when, which reply, through which socket, as whom."""
+
+    at_ms: int
+    reply_id: str
+    account: str
+    generation: int
+    attempt: int
+    message_id: str
+    transmission: int
+    #: The identity the socket opened as (pn, lid, e164); all ``None`` if it never opened.
+    identity: tuple[str | None, str | None, str | None]
+
+    def to_json(self) -> dict[str, Any]:
+        pn, lid, e164 = self.identity
+        return {
+            "at_ms": self.at_ms,
+            "reply_id": self.reply_id,
+            "account": self.account,
+            "generation": self.generation,
+            "attempt": self.attempt,
+            "message_id": self.message_id,
+            "transmission": self.transmission,
+            "identity": {"pn": pn, "lid": lid, "e164": e164},
+        }
+
+
+def entry_json(entry: TimelineEntry, clock_base_ms: int) -> dict[str, Any]:
+    """One timeline entry as JSON: engine time (ms and clock), who, what."""
+    return {
+        "at_ms": entry.at_ms,
+        "clock": clock_text((clock_base_ms + entry.at_ms) % 86_400_000),
+        "level": entry.level,
+        "code": entry.code,
+        "account": entry.account,
+        "generation": entry.generation,
+        "message": entry.message,
+        "fields": dict(entry.fields),
+    }
 
 
 @dataclass(slots=True)
@@ -43,6 +86,7 @@ class ScenarioResult:
     checks: list[Check] = field(default_factory=list)
     wall_s: float = 0.0
     transmitted: Counter[str] = field(default_factory=Counter)
+    sent: list[Sent] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +111,8 @@ class ScenarioResult:
                 for r, o, v, g, why in self.outcome_rows()
             ],
             "transmissions": self.transmissions,
+            "sent": [s.to_json() for s in self.sent],
+            "timeline": [entry_json(e, self.scenario.clock_base_ms) for e in self.timeline],
             "ledger": {
                 "total": summary.total,
                 "duplicates_suppressed": summary.duplicates_suppressed,

@@ -35,6 +35,7 @@ __all__ = [
     "ClockTime",
     "ExpectDoc",
     "Kind",
+    "LatencyDoc",
     "Outcome",
     "ScenarioDoc",
     "StepDoc",
@@ -298,6 +299,33 @@ class LearnMappingStep(StepDoc):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LateCloseStep(StepDoc):
+    """A close of an older socket reaches the engine late (``SocketClosed``, fed as is).
+
+    ``attempt`` defaults to the generation's latest socket.
+    """
+
+    ACTION: ClassVar[str] = "late_close"
+    account: str
+    generation: Annotated[int, Bounds(1, None)]
+    attempt: Annotated[int, Bounds(1, None)] | None = None
+    status: Count | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateAckStep(StepDoc):
+    """An ack of a transmission reaches the engine late (``TransmitAcked``, fed as is).
+
+    ``attempt`` defaults to the socket of the reply's last transmission by ``generation``.
+    """
+
+    ACTION: ClassVar[str] = "late_ack"
+    reply: str
+    generation: Annotated[int, Bounds(1, None)]
+    attempt: Annotated[int, Bounds(1, None)] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WaitStep(StepDoc):
     """Continue once the controller is (not) in a state, or the reply ended."""
 
@@ -329,6 +357,8 @@ STEP_TYPES: Final[tuple[type[StepDoc], ...]] = (
     ReadyStep,
     HealthCheckStep,
     LearnMappingStep,
+    LateCloseStep,
+    LateAckStep,
     WaitStep,
 )
 _COMMON: Final = frozenset(f.name for f in fields(StepDoc))
@@ -358,6 +388,16 @@ class ExpectDoc:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyDoc:
+    """Latencies of one controller generation, instead of the file's ``boot_ms``/``connect_ms``."""
+
+    account: str
+    generation: Annotated[int, Bounds(1, None)]
+    boot_ms: Span | None = None
+    connect_ms: Span | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ScenarioDoc:
     """A scenario file (docs/scenarios.md)."""
 
@@ -373,6 +413,7 @@ class ScenarioDoc:
     mapping: Pairs = ()
     engine: EngineConfig = field(default_factory=EngineConfig)
     accounts: tuple[AccountDoc, ...]
+    latency: tuple[LatencyDoc, ...] = ()
     steps: tuple[StepDoc, ...]
     expect: dict[str, ExpectDoc] = field(default_factory=dict)
 

@@ -16,8 +16,10 @@ from heirline.core.events import (
     MappingLearned,
     ReplyCaptured,
     ReplyReady,
+    SocketClosed,
     Start,
     Stop,
+    TransmitAcked,
 )
 
 __all__ = ["scenario_script"]
@@ -30,15 +32,18 @@ def scenario_script(sc: Scenario, gw: GatewayBase, channel: ChannelControl) -> S
         gw.auth_dir[acct.name] = list(acct.auth_dir)
         if acct.auth is not None:  # a Baileys auth dir: read into the engine at the first boot
             gw.add_auth_dir(acct.name, acct.auth)
+    for lat in sc.latency:
+        if lat.boot_ms is not None:
+            gw.boot_ms_of[(lat.account, lat.generation)] = lat.boot_ms
     for pn, lid in sc.mapping:
         gw.feed(MappingLearned(pn=pn, lid=lid))
-    captured: list[str] = []
+    captured: dict[str, str] = {}  # reply -> account
     last = gw.now_ms()
     for step in sc.steps:
         if step.at_ms is not None:
-            yield At(step.at_ms)
+            yield At(step.at_ms, _describe(step))
         elif step.after_ms is not None:
-            yield At(last + step.after_ms)
+            yield At(last + step.after_ms, _describe(step))
         if step.note:
             gw.note(step.note, account=step.args.get("account"))
         timeout = step.timeout_ms or sc.timeout_ms
@@ -52,6 +57,16 @@ def scenario_script(sc: Scenario, gw: GatewayBase, channel: ChannelControl) -> S
         sc.timeout_ms,
         f"every captured reply ends ({', '.join(captured)})",
     )
+
+
+def _describe(step: Step) -> str:
+    """What a timed step does, for a progress line: "health check", "close (status 408)"."""
+    what = step.note or step.action.replace("_", " ")
+    if step.note is None and "reply" in step.args:
+        what += f" {step.args['reply']}"
+    if step.note is None and step.args.get("status") is not None:
+        what += f" (status {step.args['status']})"
+    return what
 
 
 def _wait(gw: GatewayBase, step: Step, timeout: int) -> Until:
@@ -86,7 +101,7 @@ def _current(gw: GatewayBase, account: str, explicit: object) -> int:
     return 0 if generation is None else generation  # 0: the engine rejects it, reported
 
 
-def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: list[str]) -> None:
+def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: dict[str, str]) -> None:
     a = step.args
     action = step.action
     account = a.get("account")
@@ -119,7 +134,7 @@ def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: list[st
         gw.auth_dir[str(account)] = [(p[0], p[1]) for p in a["pairs"]]
     elif action == "capture":
         reply = str(a["reply"])
-        captured.append(reply)
+        captured[reply] = str(account)
         deadline = a.get("deadline_ms")
         gw.feed(
             ReplyCaptured(
@@ -138,5 +153,31 @@ def _act(step: Step, gw: GatewayBase, channel: ChannelControl, captured: list[st
         gw.feed(HealthCheck())
     elif action == "learn_mapping":
         gw.feed(MappingLearned(pn=str(a["pn"]), lid=str(a["lid"])))
+    elif action in ("late_close", "late_ack"):
+        _late(step, gw, captured)
     else:  # pragma: no cover - parse_scenario only lets known actions through
         raise ValueError(f"unknown action {action!r}")
+
+
+def _late(step: Step, gw: GatewayBase, captured: dict[str, str]) -> None:
+    """A fact about an older socket, fed to the engine as it would arrive: late."""
+    a = step.args
+    generation = int(a["generation"])
+    if step.action == "late_close":
+        account = str(a["account"])
+        attempt = a.get("attempt") or gw.last_attempt.get((account, generation), 0)
+        status = a.get("status")
+        said = "no status" if status is None else f"status {status}"
+        gw.note(f"late close ({said}) of g{generation} socket {attempt} arrives", account=account)
+        gw.feed(
+            SocketClosed(account=account, generation=generation, attempt=attempt, status=status)
+        )
+        return
+    reply = str(a["reply"])
+    account = captured[reply]
+    ours = [t for t in gw.transmissions if t.reply_id == reply]
+    sent = [t.attempt for t in ours if t.generation == generation]
+    default = sent[-1] if sent else gw.last_attempt.get((account, generation), 0)
+    attempt = a.get("attempt") or default
+    gw.note(f"late ack of {reply} from g{generation} socket {attempt} arrives", account=account)
+    gw.feed(TransmitAcked(reply_id=reply, generation=generation, attempt=attempt))

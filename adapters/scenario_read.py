@@ -28,6 +28,7 @@ from heirline.adapters.scenario_doc import (
     ClockTime,
     ExpectDoc,
     Kind,
+    LatencyDoc,
     Outcome,
     ScenarioDoc,
     StepDoc,
@@ -136,6 +137,7 @@ class Scenario:
     ack_ms: int = 5
     speed: float = DEFAULT_SPEED
     timeout_ms: int = DEFAULT_TIMEOUT_MS
+    latency: tuple[LatencyDoc, ...] = ()
 
     @property
     def message_ids(self) -> dict[str, str]:
@@ -201,6 +203,15 @@ def _check_references(sc: ScenarioDoc, path: str) -> None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise ScenarioError(path, f"accounts[{i}].name", f"account {name!r} is declared twice")
+    seen: set[tuple[str, int]] = set()
+    for i, lat in enumerate(sc.latency):
+        if lat.account not in names:
+            known = f"unknown account {lat.account!r} (declared: {sorted(names)})"
+            raise ScenarioError(path, f"latency[{i}].account", known)
+        if (lat.account, lat.generation) in seen:
+            twice = f"generation {lat.generation} of {lat.account!r} is given twice"
+            raise ScenarioError(path, f"latency[{i}].generation", twice)
+        seen.add((lat.account, lat.generation))
     captured: list[str] = []
     for i, step in enumerate(sc.steps):
         account = getattr(step, "account", None)
@@ -261,6 +272,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         ack_ms=doc.ack_ms,
         speed=doc.speed,
         timeout_ms=doc.timeout_ms,
+        latency=doc.latency,
     )
 
 

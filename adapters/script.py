@@ -23,9 +23,10 @@ STATUS_LOGGED_OUT = Status.LOGGED_OUT
 
 @dataclass(frozen=True, slots=True)
 class At:
-    """Script step: continue at engine time ``ms`` (no-op if already past)."""
+    """Script step: continue at engine time ``ms`` (no-op if already past); ``what`` comes then."""
 
     ms: int
+    what: str = ""
 
 
 @dataclass(frozen=True, slots=True)

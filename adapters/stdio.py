@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,8 @@ SUPPORTED_PROTOCOLS: Final = frozenset({2})
 END_OF_INPUT: Final = "end of input"
 """The reason of the shutdown the server feeds at EOF (replies fail with "end of input before
 the reply was sent", or end ``unknown`` if I/O may have started)."""
+INTERRUPTED: Final = "interrupted"
+"""The reason of the shutdown the server feeds on Ctrl-C (SIGINT); it exits 130."""
 
 MAX_LINE_BYTES: Final = 1 << 20
 """The longest input line accepted (1 MiB, newline excluded); longer ones get ``line_too_long``."""
@@ -426,11 +429,12 @@ class Session:
 
     # ---------------------------------------------------------------- end
 
-    def end(self) -> bytes:
+    def end(self, reason: str = END_OF_INPUT) -> bytes:
         """End of input: shut the engine down and return the last line, or ``b""``.
 
         Unless there is no engine (no valid hello), the host already shut it down (a
-        ``shutdown`` event), or it broke, the engine gets ``Shutdown("end of input")``
+        ``shutdown`` event), or it broke, the engine gets ``Shutdown(reason)`` ("end of
+        input", or "interrupted" on Ctrl-C)
         at the last accepted ``now`` (with ``clock: monotonic``, the server's time) and
         the line ``{"id": null, "shutdown": true, "effects": [...]}`` tells the host how
         every open reply ended. Never raises; an engine that raises here breaks the
@@ -451,7 +455,7 @@ class Session:
         if self.clock == "monotonic":
             now = max(last, self._monotonic_ms() - self._origin)
         try:
-            effects = engine.handle(Shutdown(reason=END_OF_INPUT), now)
+            effects = engine.handle(Shutdown(reason=reason), now)
             body: dict[str, object] = {
                 "id": None,
                 "shutdown": True,
@@ -605,6 +609,14 @@ def serve(
     except BrokenPipeError:
         print(f"{session.summary()} (host closed the output pipe)", file=stderr, flush=True)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: end as at EOF, so the host learns how replies ended
+        try:
+            stdout.write(session.end(INTERRUPTED))
+            stdout.flush()
+        except BrokenPipeError:
+            pass
+        print(f"{session.summary()} (interrupted)", file=stderr, flush=True)
+        return 130
     print(session.summary(), file=stderr, flush=True)
     return 0 if session.broken is None else 1
 
@@ -657,7 +669,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"heirline serve: {problem}", file=sys.stderr)
         return 2
     session = Session(journal=args.journal, durability=args.durability or "process")
-    return serve(sys.stdin.buffer, sys.stdout.buffer, sys.stderr, session=session)
+    return _serve_stdio(session)
 
 
 def journal_problem(journal: str | None, durability: str | None) -> str | None:
@@ -673,6 +685,59 @@ def journal_problem(journal: str | None, durability: str | None) -> str | None:
     if not path.parent.is_dir():
         return f"--journal {journal}: directory {path.parent} does not exist"
     return None
+
+
+class _SigintWhileReading:
+    """Ctrl-C for ``serve``: raised while it waits for input, held while it answers lines.
+
+    An interrupt never cuts the engine mid-event: one that arrives while a chunk is
+    answered is raised at the next read, after the answers are written.
+    """
+
+    def __init__(self) -> None:
+        self.reading = False
+        self.pending = False
+        self._previous: object = None
+
+    def __enter__(self) -> _SigintWhileReading:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.pending = True
+        if self.reading:
+            raise KeyboardInterrupt
+
+    def read(self, stream: ByteReader, size: int) -> bytes:
+        """``stream.read1(size)`` (else ``read``), interruptible while it waits."""
+        if self.pending:
+            raise KeyboardInterrupt
+        self.reading = True
+        try:
+            read1 = getattr(stream, "read1", None)
+            data: bytes = read1(size) if read1 is not None else stream.read(size)
+            return data
+        finally:
+            self.reading = False
+
+
+class _GuardedReader:
+    def __init__(self, stream: ByteReader, sigint: _SigintWhileReading) -> None:
+        self._stream = stream
+        self._sigint = sigint
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._sigint.read(self._stream, size)
+
+
+def _serve_stdio(session: Session) -> int:
+    """``serve`` on this process's stdin/stdout; Ctrl-C ends it as EOF does, exit 130."""
+    with _SigintWhileReading() as sigint:
+        stdin = _GuardedReader(sys.stdin.buffer, sigint)
+        return serve(stdin, sys.stdout.buffer, sys.stderr, session=session)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,7 +122,7 @@ def test_incident_check_fails_when_the_ledger_holds_it_under_another_identity() 
 
 
 def test_controller_names() -> None:
-    assert [controller_name(g) for g in (None, 1, 2, 26, 27)] == ["", "A", "B", "Z", "#27"]
+    assert [controller_name(g) for g in (None, 1, 2, 27)] == ["", "g1", "g2", "g27"]
 
 
 def test_an_act_that_does_not_finish_exits_1_with_a_message_not_a_traceback() -> None:
@@ -133,7 +133,7 @@ def test_an_act_that_does_not_finish_exits_1_with_a_message_not_a_traceback() ->
 
     out, err = io.StringIO(), io.StringIO()
     assert run_demo(DemoOptions(speed=54), out=out, err=err, runner=too_slow) == 1
-    assert out.getvalue() == ""
+    assert "Promises" not in out.getvalue()  # the header streamed, no summary of promises
     assert "an act did not finish (not reached within 60000 ms: controller A open)" in (
         err.getvalue()
     )
