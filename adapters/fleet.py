@@ -47,6 +47,9 @@ __all__ = ["EPOCH_MS", "AccountGateway", "FleetConfig", "FleetMember"]
 
 _log = logging.getLogger(__name__)
 
+#: How many reply outcomes a member keeps for inspection (``on_event`` hears every one).
+OUTCOMES_KEPT: Final = 10_000
+
 #: Engine time in a fleet is wall-clock ms since this instant (2026-01-01T00:00:00Z), so
 #: a reply's deadline means the same instant in every process that adopts it.
 EPOCH_MS: Final = 1_767_225_600_000
@@ -316,6 +319,7 @@ class FleetMember:
         self.config = config if config is not None else FleetConfig()
         self.engine_config = engine_config
         self.gateways: dict[str, AccountGateway] = {}
+        #: The newest outcomes reported here (at most ``OUTCOMES_KEPT``), by reply id.
         self.outcomes: dict[str, ReplyOutcome] = {}
         self.refused: dict[str, str] = {}  # accounts whose journal this member cannot adopt
         self._port = channel_port
@@ -378,6 +382,8 @@ class FleetMember:
 
     def on_outcome(self, account: str, outcome: ReplyOutcome) -> None:
         self.outcomes[outcome.reply_id] = outcome
+        if len(self.outcomes) > OUTCOMES_KEPT:  # a member runs for months: keep it bounded
+            del self.outcomes[next(iter(self.outcomes))]
         self._emit("outcome", account, f"{outcome.reply_id} {outcome.outcome}: {outcome.reason}")
 
     def on_lost(self, account: str, reason: str) -> None:
