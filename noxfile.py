@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
     # neonize: tests/test_neonize.py runs the adapter against neonize's own client. It skips
     # itself where the extra is missing; here that would be a false green, so import it first.
     # plot: the same for `heirline simulate --plot` (tests/test_simulate.py) and matplotlib.
-    _install(session, "[test,neonize,cli,plot]")
+    _install(session, "[test,neonize,cli,plot,fleet]")
     session.run("python", "-c", "import heirline.adapters.neonize, matplotlib")
     oldest = [
         "--cov=heirline.core",
@@ -171,6 +171,19 @@ def crash(session: nox.Session) -> None:
     session.run(
         "pytest", "-m", "crash", "-v", "-s", *session.posargs, env={"HYPOTHESIS_PROFILE": "ci"}
     )
+
+
+@nox.session(python=PYTHON)
+def fleet(session: nox.Session) -> None:
+    """The long fleet chaos: 3 gateway processes, 200 accounts, one redis-server (bounded)."""
+    if shutil.which("redis-server") is None:
+        session.error("the fleet session needs redis-server: apt-get install redis-server")
+    _install(session, "[test,fleet]")
+    # -s: the run prints its counts (captured, delivered, lost, wrong identity, takeover)
+    session.run(
+        "pytest", "-m", "fleet", "-v", "-s", "tests/test_fleet_chaos.py", *session.posargs,
+        env={"HYPOTHESIS_PROFILE": "ci"},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)

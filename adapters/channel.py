@@ -33,6 +33,7 @@ from heirline.adapters.ledger import Identity, IdentityLedger, Ledger, LedgerEnt
 __all__ = [
     "DEFAULT_CHAOS_STATUSES",
     "ChannelServer",
+    "Fenced",
     "ChaosAction",
     "ChaosConfig",
     "ChaosDecider",
@@ -192,12 +193,27 @@ class ServerRecord:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    """A login or send the server refused because its fencing token was stale.
+
+    ``token`` is the generation it carried, ``newest`` the newest the server had
+    seen for the account; ``message_id`` is ``None`` for a login.
+    """
+
+    account: str
+    token: int
+    newest: int
+    message_id: str | None
+
+
 @dataclass(slots=True)
 class _Account:
     name: str
     identity: Identity
     logged_out: bool = False
     ack_delay_ms: int | None = None
+    fence: int = 0  # the newest fencing token (generation) seen for the account
     connections: set[_Connection] = field(default_factory=set)
 
 
@@ -208,6 +224,7 @@ class _Connection:
     task: asyncio.Task[Any] | None
     account: str | None = None
     identity: Identity | None = None
+    token: int | None = None  # the generation the connection logged in with
     closed: bool = False
     silent: bool = False  # half-open: nothing it sends arrives, nothing is answered
     closed_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -228,6 +245,7 @@ class ChannelServer:
         write_timeout: float | int = 5.0,
         chaos: ChaosConfig | None = None,
         record_limit: int = 10_000,
+        fencing: bool = False,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the reference server listens on loopback only, not {host}")
@@ -236,6 +254,7 @@ class ChannelServer:
         self._max_line_bytes = max_line_bytes
         self._max_connections = max_connections
         self._replace_on_login = replace_on_login
+        self._fencing = fencing
         self._write_timeout = write_timeout
         self._initial_chaos = chaos
         self._server: asyncio.base_events.Server | None = None
@@ -251,6 +270,10 @@ class ChannelServer:
         self._stopping = False
         self.records: deque[ServerRecord] = deque(maxlen=record_limit)
         self.ledger = Ledger()
+        #: With ``fencing``: every login and send refused for a stale token, in order.
+        self.fenced: list[Fenced] = []
+        #: Sends recorded in the ledger, by ``(account, token)`` (``token`` None: it had none).
+        self.sends_by_token: dict[tuple[str, int | None], int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -528,6 +551,14 @@ class ChannelServer:
             self._record("login", name, "refused: unknown or logged out")
             self._close_connection(conn, _STATUS_LOGGED_OUT)
             return
+        token = frame.generation
+        if token is not None and self._stale(acct, token, None):
+            await self._send_error(
+                conn, f"stale fencing token: generation {token} < newest {acct.fence}"
+            )
+            self._close_connection(conn, _STATUS_REPLACED)
+            return
+        conn.token = token
         if self._replace_on_login:
             for other in list(acct.connections):
                 self._close_connection(other, _STATUS_REPLACED)
@@ -547,6 +578,17 @@ class ChannelServer:
         if not identity.authenticated:
             await self._send_error(conn, "not authenticated", message_id)
             return
+        token = frame.generation if frame.generation is not None else conn.token
+        acct = self._accounts.get(conn.account)
+        if acct is not None and token is not None and self._stale(acct, token, message_id):
+            await self._send_error(
+                conn,
+                f"stale fencing token: generation {token} < newest {acct.fence}",
+                message_id,
+            )
+            return
+        key = (conn.account, token)
+        self.sends_by_token[key] = self.sends_by_token.get(key, 0) + 1
         decider = self._chaos_active()
         chaos = decider.on_send() if decider is not None else SendChaos(0, False)
         fresh = self.ledger.record(identity, conn.account, message_id, chat, kind, payload)
@@ -558,7 +600,6 @@ class ChannelServer:
             action = ChaosAction("drop", conn.account)
             self._chaos_events.append(ChaosEvent(self._now_ms(), action, count))
             return
-        acct = self._accounts.get(conn.account)
         base = (
             self._ack_delay_ms if acct is None or acct.ack_delay_ms is None else acct.ack_delay_ms
         )
@@ -573,6 +614,19 @@ class ChannelServer:
         )
         conn.acks.add(task)
         task.add_done_callback(conn.acks.discard)
+
+    def _stale(self, acct: _Account, token: int, message_id: str | None) -> bool:
+        """With fencing: whether ``token`` is older than the account's newest (then refused);
+        a newer one becomes the newest. Without fencing nothing is stale."""
+        if not self._fencing:
+            return False
+        if token < acct.fence:
+            self.fenced.append(Fenced(acct.name, token, acct.fence, message_id))
+            what = "login" if message_id is None else f"send {message_id}"
+            self._record("fenced", acct.name, f"{what}: generation {token} < {acct.fence}")
+            return True
+        acct.fence = token
+        return False
 
     async def _ack_later(self, conn: _Connection, message_id: str, delay_ms: int) -> None:
         """Ack after ``delay_ms``, cut short (and unwritten) when the connection closes."""

@@ -48,7 +48,7 @@ DEFAULT_MAX_LINE_BYTES: Final = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """Client: log this connection in as ``account`` (``generation`` is informational)."""
+    """Client: log this connection in as ``account``; ``generation`` is its fencing token."""
 
     T: ClassVar[str] = "login"
     account: str
@@ -57,13 +57,15 @@ class Login:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Client: deliver one message with a stable id."""
+    """Client: deliver one message with a stable id; ``generation`` is its fencing token
+    (absent: the login's)."""
 
     T: ClassVar[str] = "send"
     id: str
     chat: str
     kind: str = "text"
     payload: str = ""
+    generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +122,16 @@ ServerFrame = Ready | Ack | Error | Closed | Pong
 
 
 def encode(frame: ClientFrame | ServerFrame) -> bytes:
-    """One frame as a line; an error's absent ``id`` is left out."""
+    """One frame as a line; an error's absent ``id`` and a send's absent token are left out."""
     body: dict[str, object] = {"t": frame.T}
     for f in fields(frame):
         value = getattr(frame, f.name)
-        if not (isinstance(frame, Error) and f.name == "id" and value is None):
-            body[f.name] = value
+        if value is None and (
+            (isinstance(frame, Error) and f.name == "id")
+            or (isinstance(frame, Send) and f.name == "generation")
+        ):
+            continue
+        body[f.name] = value
     return dumps_line(body)
 
 
@@ -173,7 +179,10 @@ def decode_client(obj: object) -> ClientFrame:
     chat, kind_, payload = obj.get("chat"), obj.get("kind", "text"), obj.get("payload", "")
     if not (_short_str(chat) and _short_str(kind_, 0) and isinstance(payload, str)):
         raise FrameError("send needs string 'chat', 'kind', 'payload'", message_id)
-    return Send(str(message_id), str(chat), str(kind_), payload)
+    generation = obj.get("generation")
+    if generation is not None and (type(generation) is not int or generation < 0):
+        raise FrameError("send: 'generation' must be a non-negative integer or absent", message_id)
+    return Send(str(message_id), str(chat), str(kind_), payload, generation)
 
 
 def _opt_str(value: object) -> str | None:

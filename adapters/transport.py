@@ -253,7 +253,8 @@ class ChannelTransport:
             return
         assert sock is not None
         assert writer is not None
-        frame = frames.Send(message_id, chat, kind, payload)
+        # the generation is the fencing token (docs/fleet.md)
+        frame = frames.Send(message_id, chat, kind, payload, generation)
         sock.pending[message_id] = sock.pending.get(message_id, 0) + 1
         try:
             writer.write(frames.encode(frame))

@@ -39,11 +39,40 @@ def pytest_report_header() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The long crash test runs only when asked for by name (``-m crash``, ``nox -s crash``):
-    a plain ``-m "not soak"`` run keeps its short version only."""
-    if "crash" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="the long crash test: run it with -m crash (nox -s crash)")
-    for item in items:
-        if "crash" in item.keywords:
-            item.add_marker(skip)
+    """The long runs run only when asked for by name: ``-m crash`` (``nox -s crash``), ``-m
+    fleet`` (``nox -s fleet``); a plain ``-m "not soak"`` run keeps their short versions."""
+    wanted = config.getoption("markexpr") or ""
+    for marker, session in (("crash", "crash"), ("fleet", "fleet")):
+        if marker in wanted:
+            continue
+        skip = pytest.mark.skip(reason=f"a long run: run it with -m {marker} (nox -s {session})")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+# ----------------------------------------------------------------------------- redis-server
+
+from collections.abc import Iterator  # noqa: E402
+
+from redis_server import RedisServer, redis_binary  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` of this test process (each xdist worker has its own).
+
+    Skipped only where the binary is missing outside CI; in CI (``.ci/run`` installs it)
+    a missing binary fails.
+    """
+    binary = redis_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it: apt-get install)")
+        pytest.skip("redis-server is not installed: apt-get install redis-server")
+    server = RedisServer(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
