@@ -447,8 +447,12 @@ class ChannelServer:
         self._chaos = None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this caller is being cancelled too: pass it on
 
     def _chaos_active(self) -> ChaosDecider | None:
         decider = self._chaos

@@ -41,7 +41,6 @@ socket, newline-delimited JSON frames (see ``docs/channel-server.md``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -287,8 +286,16 @@ class ChannelTransport:
         task = sock.task
         if task is None or task is asyncio.current_task():
             return
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        try:
             await asyncio.wait_for(asyncio.shield(task), self._connect_timeout)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            # The socket's task was cancelled: its close is done. If *we* are being
+            # cancelled (Ctrl-C), that must go on up, or the run carries on regardless.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
         if not task.done():  # pragma: no cover - the socket task ignored its close
             task.cancel()
 

@@ -317,8 +317,9 @@ def test_a_half_open_connection_is_closed_by_the_watchdog_and_the_reply_goes_out
             async with gw:
                 gw.feed(Start(account="a"))
                 assert await gw.wait_until(lambda: len(gw.frames) >= 2, 5_000)
-                gw.feed(ReplyCaptured(reply_id="r", account="a", generation=1, chat="c@g.us"))
+                # the capture's own engine time is at or after this (it is the last activity)
                 half_open_at = gw.now_ms()
+                gw.feed(ReplyCaptured(reply_id="r", account="a", generation=1, chat="c@g.us"))
                 assert server.half_open("a") == 1
                 gw.feed(ReplyReady(reply_id="r", payload="hi"))  # into the half-open socket
                 assert await gw.wait_until(lambda: "r" in gw.outcomes, 10 * WATCHDOG_MS)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from heirline.adapters import frames
 from heirline.adapters.channel import ChannelServer, Fenced
+from heirline.adapters.jsonio import dumps, loads
 
 PN = "15550001111@s.whatsapp.net"
 
@@ -22,9 +21,10 @@ class Client:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def ask(self, frame: dict[str, Any]) -> dict[str, Any]:
-        self.writer.write(orjson.dumps(frame) + b"\n")
+        self.writer.write(dumps(frame) + b"\n")
         await self.writer.drain()
-        answer: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.reader.readline(), 5))
+        answer = loads(await asyncio.wait_for(self.reader.readline(), 5))
+        assert isinstance(answer, dict)
         return answer
 
     def send(self, mid: str, generation: int | None = None) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def test_a_send_with_a_token_older_than_the_newest_seen_is_refused() -> None:
         refused = await late.ask({"t": "login", "account": "a", "generation": 4})
         assert refused["t"] == "error"
         assert "stale fencing token: generation 4 < newest 5" in refused["message"]
-        closed = orjson.loads(await asyncio.wait_for(late.reader.readline(), 5))
+        closed = loads(await asyncio.wait_for(late.reader.readline(), 5))
         assert closed == {"t": "closed", "status": 440}
         assert server.fenced[-1] == Fenced("a", 4, 5, None)
         assert (await new.ask({"t": "send", "id": "m6", "chat": "c", "generation": "x"}))[
@@ -107,6 +107,8 @@ def test_a_send_frame_carries_its_token_only_when_it_has_one() -> None:
     bare = frames.Send("m1", "c", "text", "hi")
     fenced = frames.Send("m1", "c", "text", "hi", 7)
     assert b"generation" not in frames.encode(bare)  # the frame as it was before fencing
-    assert orjson.loads(frames.encode(fenced))["generation"] == 7
+    written = loads(frames.encode(fenced))
+    assert isinstance(written, dict)
+    assert written["generation"] == 7
     for frame in (bare, fenced):
-        assert frames.decode_client(orjson.loads(frames.encode(frame))) == frame
+        assert frames.decode_client(loads(frames.encode(frame))) == frame

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 HEIRLINE = [
     sys.executable,
+    "-X",
+    "faulthandler",  # a hung process shows where it hangs (see _interrupt)
     "-c",
     "from heirline.adapters.cli import run; run()",  # what the installed `heirline` runs
 ]
@@ -86,7 +88,7 @@ def _interrupt(proc: subprocess.Popen[str], times: int = 1) -> tuple[int, str, s
     try:
         out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:  # pragma: no cover - the failure this test exists for
-        proc.kill()
+        proc.send_signal(signal.SIGABRT)  # -X faulthandler: the stacks, on stderr
         out, err = proc.communicate(timeout=10)
         raise AssertionError(f"still running 30 s after Ctrl-C: {err}") from None
     return proc.returncode, out, err
