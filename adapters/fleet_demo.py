@@ -125,8 +125,31 @@ async def _spawn(name: str, redis_port: int, channel_port: int, procs: list[asyn
 
 
 async def _story(redis_port: int, out: TextIO, procs: list[asyncio.subprocess.Process]) -> int:
-    tl = Timeline(out)
+    """The demo; whatever ends it (a failure, Ctrl-C), its workers are killed and reaped
+    while the event loop still runs (their pipes close with it)."""
     readers: list[asyncio.Task[None]] = []
+    try:
+        return await _play(redis_port, out, procs, readers)
+    finally:
+        for process in procs:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        for process in procs:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), STEP_TIMEOUT)
+        for reader in readers:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(reader, STEP_TIMEOUT)
+
+
+async def _play(
+    redis_port: int,
+    out: TextIO,
+    procs: list[asyncio.subprocess.Process],
+    readers: list[asyncio.Task[None]],
+) -> int:
+    tl = Timeline(out)
     async with ChannelServer(fencing=True) as server:
         server.add_account("alice", *ALICE)
         server.add_account("bob", *BOB)
@@ -187,8 +210,6 @@ async def _story(redis_port: int, out: TextIO, procs: list[asyncio.subprocess.Pr
         out.write("\nthe channel's ledger:\n")
         out.write(f"  alice {ALICE[2]} received {list(alice_got)} {_mark(alice_ok)}\n")
         out.write(f"  bob (either identity) received {list(bob_got)} {_mark(bob_ok)}\n")
-        for reader in readers:
-            await asyncio.wait_for(reader, STEP_TIMEOUT)
     if alice_ok and bob_ok:
         out.write("both promises held: one copy to the right identity, none to the wrong one\n")
         return 0
