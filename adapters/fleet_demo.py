@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -78,9 +79,7 @@ class Timeline:
 
     def say(self, text: str) -> None:
         stamp = f"{time.monotonic() - self.t0:6.2f}s  "
-        lines = textwrap.wrap(
-            text, WIDTH, initial_indent=stamp, subsequent_indent=" " * len(stamp)
-        )
+        lines = textwrap.wrap(text, WIDTH, initial_indent=stamp, subsequent_indent=" " * len(stamp))
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
@@ -95,7 +94,8 @@ async def _until(what: str, predicate: Callable[[], bool], timeout: float = STEP
 
 async def _read(worker: Worker) -> None:
     process = worker.process
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
 
     async def out() -> None:
         assert process.stdout is not None
@@ -111,7 +111,9 @@ async def _read(worker: Worker) -> None:
     await asyncio.gather(out(), err())
 
 
-async def _spawn(name: str, redis_port: int, channel_port: int, procs: list[asyncio.subprocess.Process]) -> Worker:
+async def _spawn(
+    name: str, redis_port: int, channel_port: int, procs: list[asyncio.subprocess.Process]
+) -> Worker:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "heirline.adapters.fleet_worker",
         "--redis-port", str(redis_port), "--channel-port", str(channel_port),
@@ -187,14 +189,14 @@ async def _play(
         tl.say(f"bob's phone is relinked: bob is now {BOB_RELINKED[2]}")
 
         for account in ("alice", "bob"):
-            await _until(f"g2 to take {account} over", lambda a=account: _acquired(g2, a))
+            await _until(f"g2 to take {account} over", functools.partial(_acquired, g2, account))
         for account in ("alice", "bob"):
             event = g2.find("acquired", account)
             assert event is not None
             after = float(str(event["t"])) - killed  # both clocks of this machine
             tl.say(f"g2 takes {account} over {after:.2f} s after the kill ({event['detail']})")
         for reply in ("alice-1", "bob-1"):
-            await _until(f"the outcome of {reply}", lambda r=reply: _outcome(g2, r) is not None)
+            await _until(f"the outcome of {reply}", functools.partial(_has_outcome, g2, reply))
             tl.say(f"g2: {_outcome(g2, reply)}")
 
         g2.process.send_signal(signal.SIGTERM)
@@ -219,6 +221,10 @@ async def _play(
 
 def _acquired(worker: Worker, account: str) -> bool:
     return worker.find("acquired", account) is not None
+
+
+def _has_outcome(worker: Worker, reply: str) -> bool:
+    return _outcome(worker, reply) is not None
 
 
 def _outcome(worker: Worker, reply: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 
 import pytest
@@ -50,8 +51,8 @@ def test_the_fleet_demo_shows_the_takeover_and_the_refusal_and_exits_0(
         assert _gone(int(pid)), f"worker {pid} outlived the demo"
     port = re.search(r"redis-server on 127\.0\.0\.1:(\d+)", out)
     assert port is not None
-    with pytest.raises(OSError):  # the demo's redis-server is gone too
-        __import__("socket").create_connection(("127.0.0.1", int(port[1])), timeout=1)
+    with pytest.raises(ConnectionRefusedError):  # the demo's redis-server is gone too
+        socket.create_connection(("127.0.0.1", int(port[1])), timeout=1)
 
 
 def test_ctrl_c_ends_the_fleet_demo_with_130_and_takes_its_processes_along(
