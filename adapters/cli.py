@@ -80,11 +80,25 @@ def _add_demo(sub: Subparsers) -> None:
     p.add_argument(
         "--port", type=_port, default=0, help="reference server port (default: a free one)"
     )
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="instead: two gateway processes on a redis-server of their own; one is killed "
+        "holding replies, the other takes its accounts over (needs heirline[fleet])",
+    )
     p.set_defaults(handler=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from heirline.adapters.demo import DemoOptions, run_demo
+    from heirline.adapters.demo import DEFAULT_SEED, DEFAULT_SPEED, DemoOptions, run_demo
+
+    if args.fleet:
+        if args.json or args.port or args.seed != DEFAULT_SEED or args.speed != DEFAULT_SPEED:
+            print("heirline demo: --fleet takes no other option but --no-color", file=sys.stderr)
+            return 2
+        from heirline.adapters.fleet_demo import run_fleet_demo
+
+        return run_fleet_demo()
 
     options = DemoOptions(
         seed=args.seed, speed=args.speed, port=args.port, json=args.json, color=not args.no_color

@@ -14,6 +14,11 @@ users would. It prints one JSON object per line on stdout:
 * ``{"ev": "ready"}`` when it started, ``{"ev": "stopped"}`` after a SIGTERM
   handed every account over.
 
+With ``--commands`` it also reads commands from stdin, one a line, until stdin
+closes: ``capture ACCOUNT REPLY_ID`` captures that reply on the account now
+(``captured``, or ``{"ev": "not-captured"}`` if the account is not served here);
+``heirline demo --fleet`` drives its workers this way.
+
 Every reply id starts with the member's owner id (``name:pid``), so ids never
 repeat across restarts.
 """
@@ -70,6 +75,21 @@ async def _capture(member: FleetMember, args: argparse.Namespace, rng: random.Ra
             _say("captured", reply=reply_id, account=account)
 
 
+async def _commands(member: FleetMember) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():  # bounded by stdin: ends when it closes
+        words = line.decode(errors="replace").split()
+        if len(words) != 3 or words[0] != "capture":
+            _say("bad-command", line=line.decode(errors="replace").strip())
+            continue
+        _, account, reply_id = words
+        chat = f"{account}-chat@s.whatsapp.net"
+        captured = await member.capture(account, reply_id, chat, reply_id)
+        _say("captured" if captured else "not-captured", reply=reply_id, account=account)
+
+
 async def _run(args: argparse.Namespace) -> int:
     owner = f"{args.name}:{os.getpid()}"
     client = aioredis.Redis(host="127.0.0.1", port=args.redis_port, socket_timeout=2.0)
@@ -94,11 +114,14 @@ async def _run(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     member.start()
     _say("ready", owner=owner)
-    capture = asyncio.create_task(_capture(member, args, random.Random(f"{owner}:{args.seed}")))
+    tasks = [asyncio.create_task(_capture(member, args, random.Random(f"{owner}:{args.seed}")))]
+    if args.commands:
+        tasks.append(asyncio.create_task(_commands(member)))
     await stop.wait()
-    capture.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await capture
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await member.stop()
     await client.aclose()
     _say("stopped", owner=owner)
@@ -118,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--capture-until", type=float, default=0.0, help="unix seconds")
     parser.add_argument("--reply-deadline-ms", type=int, default=60_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--commands", action="store_true", help="read commands from stdin")
     args = parser.parse_args(argv)
     if args.ttl_ms < 3 or args.capture_every_ms < 1 or args.scan_ms < 1:
         parser.error("--ttl-ms >= 3, --capture-every-ms >= 1 and --scan-ms >= 1 are required")
