@@ -314,7 +314,10 @@ class AsyncGateway(GatewayBase):
         entry = (predicate, future)
         self._waiters.append(entry)
         try:
-            await asyncio.wait_for(future, timeout_ms / 1000 / self.speed)
+            # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancellation
+            # (Ctrl-C) that lands as the future completes, and the run would carry on.
+            async with asyncio.timeout(timeout_ms / 1000 / self.speed):
+                await future
         except TimeoutError:
             return predicate()
         finally:
