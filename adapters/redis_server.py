@@ -46,9 +46,12 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """``redis-server`` on 127.0.0.1:``port``; :meth:`start`, :meth:`stop`, :meth:`restart`."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(self, binary: str, port: int | None = None, aof_dir: str | None = None) -> None:
         self.binary = binary
         self.port = port if port is not None else free_port()
+        #: With a directory, every write is in an append-only file, fsynced before Redis
+        #: answers (``appendfsync always``): a restart keeps what was acknowledged.
+        self.aof_dir = aof_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +60,11 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+        args += ["--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        if self.aof_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.aof_dir]
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
@@ -82,6 +89,6 @@ class RedisServer:
             process.stderr.close()
 
     def restart(self) -> None:
-        """Kill and start again on the same port (persistence is off: the data is gone)."""
+        """Kill and start again on the same port (without ``aof_dir`` the data is gone)."""
         self.stop()
         self.start()

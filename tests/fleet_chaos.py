@@ -43,6 +43,9 @@ class ChaosSize:
     max_stops: int = 5
     pause_s: tuple[float, float] = (0.4, 0.9)
     settle_s: float = 30.0
+    #: Kill redis-server (SIGKILL) once, after the first kill, and start it again there.
+    #: Give run_chaos a RedisServer with an ``aof_dir`` then: Redis keeps what it answered.
+    redis_restart: bool = False
 
 
 @dataclass(slots=True)
@@ -62,6 +65,7 @@ class ChaosReport:
     fenced: int = 0
     kills: int = 0
     stops: int = 0
+    redis_restarts: int = 0
     takeovers_ms: list[float] = field(default_factory=list)
     #: Accounts a killed or stopped process held that no other process took afterwards.
     never_taken: int = 0
@@ -80,7 +84,8 @@ class ChaosReport:
         return (
             f"fleet chaos (seed {self.seed}): {self.size.workers} processes, "
             f"{self.size.accounts} accounts, {self.size.seconds:g} s; "
-            f"{self.kills} SIGKILL, {self.stops} SIGSTOP past the TTL; "
+            f"{self.kills} SIGKILL, {self.stops} SIGSTOP past the TTL, "
+            f"{self.redis_restarts} redis-server restart; "
             f"captured {self.captured}, ended {self.states}, lost {len(self.lost)}, "
             f"open left {self.open_left}, outcomes reported twice "
             f"{len(self.outcomes_reported_twice)}, wrong identity {len(self.wrong_identity)}, "
@@ -270,10 +275,15 @@ async def _until_served(chaos: _Chaos) -> None:
 
 async def _disturb(chaos: _Chaos) -> None:
     size, rng = chaos.size, chaos.rng
-    for _ in range(size.max_kills + size.max_stops):  # bounded in count and in time
+    for _ in range(size.max_kills + size.max_stops + 1):  # bounded in count and in time
         await asyncio.sleep(rng.uniform(*size.pause_s))
         if time.time() >= chaos.capture_until:
             return
+        # the restart comes after the first kill, while that account is moving
+        if size.redis_restart and not chaos.report.redis_restarts and chaos.report.kills:
+            await asyncio.to_thread(chaos.redis.restart)  # SIGKILL, then the same port
+            chaos.report.redis_restarts += 1
+            continue
         holders = sorted(n for n, w in chaos.workers.items() if w.held)  # idle ones: no news
         name = rng.choice(holders or sorted(chaos.workers))
         can_stop = chaos.report.stops < size.max_stops
