@@ -107,6 +107,8 @@ class Record(Shape):
         self.tag = tag
         self.by_name = {f.name: f for f in self.fields}
         self.known = ", ".join(self.by_name) or "none"
+        # The generated function stands in for the method on this instance (mypy cannot
+        # see that a plain function of one argument is what the bound method would be).
         self.encode = _compile_encoder(self)  # type: ignore[method-assign,assignment]
 
     @classmethod
