@@ -245,7 +245,8 @@ class Tagged(Shape):
 
     def encode(self, value: object) -> Json:
         for record in self.records.values():
-            if isinstance(value, record.build):  # type: ignore[arg-type]
+            build = record.build  # the dataclass a record of ``Record.of`` builds
+            if isinstance(build, type) and isinstance(value, build):
                 return record.encode(value)
         raise TypeError(f"no record for {value!r}")  # pragma: no cover
 
